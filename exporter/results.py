@@ -1,0 +1,184 @@
+"""What one probe run learned, and the store of the latest result per target and check.
+
+Data flows one way: the runner produces a :class:`ProbeResult`, the scheduler puts it in the
+:class:`ResultStore`, and the collector in :mod:`exporter.metrics` turns the store into metric
+families on every scrape.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from exporter.reasons import Reason
+
+PHASES = ("resolve", "connect", "tls", "request", "read")
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """One certificate a target uses: a configured file or a server's certificate."""
+
+    source: str  # client, root, jwt_signing, server_<check>
+    subject_cn: str
+    issuer_cn: str
+    serial: str  # lowercase hex
+    not_before: float  # unix seconds
+    not_after: float  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialInfo:
+    """A token-style credential with an expiry (``kind`` is ``jwt`` or ``apikey``)."""
+
+    kind: str
+    expires: float  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class EngineHealth:
+    """The numbers from ``/engine/healthcheck`` the exporter publishes."""
+
+    sessions_active: float
+    users_active: float
+    apps_loaded: float
+    memory_committed_bytes: float
+    cpu_utilization_ratio: float
+    saturated: float
+
+
+@dataclass(frozen=True, slots=True)
+class TenantInfo:
+    """Who the Cloud API key belongs to, from ``/api/v1/users/me``."""
+
+    tenant_id: str
+    user_id: str
+    user_status: str
+    tenant_name: str = ""
+
+
+@dataclass(slots=True)
+class CheckValues:
+    """Values a check parsed out of a successful answer, each optional."""
+
+    repository_build: tuple[str, str] | None = None  # (build_version, build_date)
+    engine_version: str | None = None
+    engine_health: EngineHealth | None = None
+    proxy_sessions: tuple[str, int] | None = None  # (virtual_proxy, count)
+    tenant: TenantInfo | None = None
+    details: dict[str, str] = field(default_factory=dict)  # human-readable extras for `probe`
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    """The outcome of one run of one check against one target."""
+
+    target: str
+    check: str
+    success: bool
+    reason: Reason | None
+    error: str  # detailed, secret-free error text; "" on success
+    started: float  # unix seconds
+    finished: float  # unix seconds
+    duration: float  # seconds (monotonic)
+    phases: dict[str, float] = field(default_factory=dict)
+    values: CheckValues = field(default_factory=CheckValues)
+    certificates: list[CertificateInfo] = field(default_factory=list)
+    credentials: list[CredentialInfo] = field(default_factory=list)
+    hostname_match: bool | None = None
+    log: list[str] = field(default_factory=list)  # the probe's own log lines (for debug=true)
+
+
+@dataclass(slots=True)
+class _Series:
+    latest: ProbeResult | None = None
+    runs: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    last_success: float | None = None
+    latency_buckets: list[int] = field(default_factory=list)
+    latency_sum: float = 0.0
+    latency_count: int = 0
+
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class ResultStore:
+    """Latest result and running counters for every (target, check), safe across threads.
+
+    The scrape handler reads a snapshot from a worker thread while probes write from the event
+    loop, so every access goes through one lock and readers get copies.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, str], _Series] = {}
+
+    def record_start(self, target: str, check: str) -> None:
+        """Count a run as started (``qlik_probe_runs_total``)."""
+        with self._lock:
+            self._get(target, check).runs += 1
+
+    def record(self, result: ProbeResult) -> None:
+        """Store a finished run's result and update its counters and histogram."""
+        with self._lock:
+            s = self._get(result.target, result.check)
+            s.latest = result
+            if result.success:
+                s.last_success = result.finished
+            elif result.reason is not None:
+                s.failures[result.reason.value] = s.failures.get(result.reason.value, 0) + 1
+            for i, bound in enumerate(LATENCY_BUCKETS):
+                if result.duration <= bound:
+                    s.latency_buckets[i] += 1
+            s.latency_sum += result.duration
+            s.latency_count += 1
+
+    def retain(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Forget every (target, check) not in ``keys``: removed targets leave ``/metrics``."""
+        keep = set(keys)
+        with self._lock:
+            for key in list(self._series):
+                if key not in keep:
+                    del self._series[key]
+
+    def snapshot(self) -> list[SeriesSnapshot]:
+        """A consistent copy of everything, sorted by target and check."""
+        with self._lock:
+            return [
+                SeriesSnapshot(
+                    target=t,
+                    check=c,
+                    latest=s.latest,
+                    runs=s.runs,
+                    failures=dict(s.failures),
+                    last_success=s.last_success,
+                    latency_buckets=tuple(s.latency_buckets),
+                    latency_sum=s.latency_sum,
+                    latency_count=s.latency_count,
+                )
+                for (t, c), s in sorted(self._series.items())
+            ]
+
+    def _get(self, target: str, check: str) -> _Series:
+        s = self._series.get((target, check))
+        if s is None:
+            s = _Series(latency_buckets=[0] * len(LATENCY_BUCKETS))
+            self._series[(target, check)] = s
+        return s
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSnapshot:
+    """A read-only view of one (target, check) for the collector and the status page."""
+
+    target: str
+    check: str
+    latest: ProbeResult | None
+    runs: int
+    failures: dict[str, int]
+    last_success: float | None
+    latency_buckets: tuple[int, ...]  # cumulative counts (runs <= each LATENCY_BUCKETS bound)
+    latency_sum: float
+    latency_count: int
