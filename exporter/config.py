@@ -1,0 +1,450 @@
+"""The YAML configuration: pydantic models, validated as a whole at load.
+
+Every error is reported as one line that names its path, e.g.
+``targets[1].auth.key_file: file not found: certs/client_key.pem``. Relative paths resolve
+against the config file's folder. Secrets are held as :class:`pydantic.SecretStr` and can come
+inline, from ``<name>_file`` or from ``<name>_env``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+CHECKS = ("repository", "proxy", "engine", "engine_session", "tenant")
+
+# Which checks each auth method can run (DESIGN.md, "Checks").
+CHECKS_BY_METHOD: dict[str, tuple[str, ...]] = {
+    "certificate": ("repository", "proxy", "engine", "engine_session"),
+    "jwt": ("repository", "proxy", "engine"),
+    "header": ("repository", "proxy", "engine"),
+    "apikey": ("tenant",),
+}
+METHODS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "qseow": ("certificate", "jwt", "header"),
+    "cloud": ("apikey",),
+}
+DEFAULT_CHECKS = {"qseow": ["repository"], "cloud": ["tenant"]}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class ConfigError(Exception):
+    """The config file is invalid; ``errors`` holds one line per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def parse_duration(value: object) -> float:
+    """``500ms``, ``30s``, ``5m``, ``1h`` or a number of seconds, as seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30s, 5m or 500ms")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"invalid duration {value!r}: expected a duration like 30s, 5m or 500ms")
+    if seconds <= 0:
+        raise ValueError("duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _resolve(value: str | Path, info: ValidationInfo, *, must_exist: bool = True) -> Path:
+    base = Path((info.context or {}).get("base_dir", "."))
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    if must_exist and not path.is_file():
+        raise ValueError(f"file not found: {value}")
+    return path
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _secret_from(
+    data: dict[str, Any], name: str, info: ValidationInfo, *, required: bool
+) -> dict[str, Any]:
+    """Turn ``name`` / ``name_file`` / ``name_env`` into one resolved secret value.
+
+    ``name_file`` is kept (as a resolved path) so that a rotated file is re-read.
+    """
+    keys = [k for k in (name, f"{name}_file", f"{name}_env") if data.get(k) is not None]
+    if len(keys) > 1:
+        raise ValueError(f"give only one of {name}, {name}_file, {name}_env")
+    if not keys:
+        if required:
+            raise ValueError(f"one of {name}, {name}_file or {name}_env is required")
+        return data
+    key = keys[0]
+    raw = data.pop(key)
+    if key.endswith("_file"):
+        try:
+            path = _resolve(str(raw), info)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+        try:
+            data[name] = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{key}: cannot read {raw}: {exc.__class__.__name__}") from None
+        data[f"{name}_file"] = path
+    elif key.endswith("_env"):
+        env = os.environ.get(str(raw))
+        if not env:
+            raise ValueError(f"{key}: environment variable {raw} is not set")
+        data[name] = env.strip()
+    else:
+        data[name] = raw
+    return data
+
+
+class CertificateAuth(_Model):
+    """Mutual TLS with a client certificate exported from the QMC."""
+
+    method: Literal["certificate"]
+    cert_file: Path
+    key_file: Path | None = None  # optional only for a .pfx/.p12 bundle in cert_file
+    key_password: SecretStr | None = None
+    key_password_file: Path | None = None
+    user_directory: str = "INTERNAL"
+    user_id: str = "sa_api"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            data = _secret_from(dict(data), "key_password", info, required=False)
+        return data
+
+    @field_validator("cert_file", "key_file", mode="before")
+    @classmethod
+    def _path(cls, v: Any, info: ValidationInfo) -> Any:
+        return _resolve(v, info) if isinstance(v, str | Path) else v
+
+    @model_validator(mode="after")
+    def _key_needed(self) -> CertificateAuth:
+        if self.key_file is None and not self.is_pkcs12:
+            raise ValueError("key_file is required unless cert_file is a .pfx/.p12 bundle")
+        return self
+
+    @property
+    def is_pkcs12(self) -> bool:
+        """Whether ``cert_file`` is a PKCS#12 bundle (the QMC's Windows format export)."""
+        return self.cert_file.suffix.lower() in (".pfx", ".p12")
+
+
+class JwtClaims(_Model):
+    """Claim names the virtual proxy reads (case-sensitive, free-form in the QMC)."""
+
+    user_id: str = "userId"
+    user_directory: str = "userDirectory"
+
+
+class JwtAuth(_Model):
+    """A JWT sent as ``Authorization: Bearer`` to a JWT virtual proxy."""
+
+    method: Literal["jwt"]
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    signing_key_file: Path | None = None
+    signing_key_password: SecretStr | None = None
+    signing_key_password_file: Path | None = None
+    signing_cert_file: Path | None = None
+    algorithm: Literal["RS256", "RS384", "RS512"] = "RS256"
+    audience: str = "qlik.api/login/jwt-session"
+    token_lifetime: Duration = 300.0
+    user_directory: str | None = None
+    user_id: str | None = None
+    claims: JwtClaims = JwtClaims()
+    extra_claims: dict[str, str | int | bool | list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        has_token = any(data.get(k) is not None for k in ("token", "token_file", "token_env"))
+        if has_token and data.get("signing_key_file") is not None:
+            raise ValueError("give either a static token or signing_key_file, not both")
+        if not has_token and data.get("signing_key_file") is None:
+            raise ValueError("one of token, token_file, token_env or signing_key_file is required")
+        data = _secret_from(data, "token", info, required=False)
+        return _secret_from(data, "signing_key_password", info, required=False)
+
+    @field_validator("signing_key_file", "signing_cert_file", mode="before")
+    @classmethod
+    def _path(cls, v: Any, info: ValidationInfo) -> Any:
+        return _resolve(v, info) if isinstance(v, str | Path) else v
+
+    @model_validator(mode="after")
+    def _minting_needs_user(self) -> JwtAuth:
+        if self.signing_key_file is not None and (not self.user_id or not self.user_directory):
+            raise ValueError("user_id and user_directory are required with signing_key_file")
+        return self
+
+
+class HeaderAuth(_Model):
+    """Header authentication through a virtual proxy (static or dynamic user directory)."""
+
+    method: Literal["header"]
+    header_name: str
+    user_id: str
+    user_directory: str | None = None
+    # Dynamic user directory: the QMC pattern, with $ud and $id as placeholders, e.g. $ud\$id.
+    header_pattern: str | None = None
+
+    @field_validator("header_name")
+    @classmethod
+    def _reserved(cls, v: str) -> str:
+        # Qlik refuses these names for header authentication (help.qlik.com "Virtual proxies").
+        reserved = ("x-qlik-user", "x-qlik-security", "x-qlik-proxysession", "x-qlik-proxyid")
+        reserved += ("x-qlik-trace", "x-qlik-app", "x-qlik-capabilities")
+        if any(r in v.lower() for r in reserved):
+            raise ValueError(f"header name {v!r} is reserved by Qlik Sense")
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", v):
+            raise ValueError(f"invalid HTTP header name {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _pattern(self) -> HeaderAuth:
+        if self.header_pattern is not None:
+            if "$ud" not in self.header_pattern or "$id" not in self.header_pattern:
+                raise ValueError("header_pattern must contain $ud and $id")
+            if not self.user_directory:
+                raise ValueError("user_directory is required with header_pattern")
+        return self
+
+    def header_value(self) -> str:
+        """The header value: the user id, or the pattern filled in for a dynamic directory."""
+        if self.header_pattern is None:
+            return self.user_id
+        return self.header_pattern.replace("$ud", self.user_directory or "").replace(
+            "$id", self.user_id
+        )
+
+
+class ApiKeyAuth(_Model):
+    """A Qlik Cloud API key sent as ``Authorization: Bearer``."""
+
+    method: Literal["apikey"]
+    api_key: SecretStr
+    api_key_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            data = _secret_from(dict(data), "api_key", info, required=True)
+        return data
+
+
+Auth = Annotated[
+    CertificateAuth | JwtAuth | HeaderAuth | ApiKeyAuth, Field(discriminator="method")
+]
+
+
+class Ports(_Model):
+    """The QSEoW service ports for certificate auth."""
+
+    repository: int = Field(4242, ge=1, le=65535)
+    proxy: int = Field(4243, ge=1, le=65535)
+    engine: int = Field(4747, ge=1, le=65535)
+
+
+class _TargetSettings(_Model):
+    """The keys a target shares with ``defaults:``."""
+
+    checks: list[Literal["repository", "proxy", "engine", "engine_session", "tenant"]] | None = (
+        None
+    )
+    ports: Ports = Ports()
+    port: int = Field(443, ge=1, le=65535)
+    virtual_proxy: str = ""
+    tls_verify: bool = True
+    ca_file: Path | None = None
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _path(cls, v: Any, info: ValidationInfo) -> Any:
+        return _resolve(v, info) if isinstance(v, str | Path) else v
+
+    @field_validator("virtual_proxy")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        # Like Ctrl-Q: a leading/trailing "/" is dropped; "" and "/" mean no prefix.
+        v = v.strip("/")
+        if v and not re.fullmatch(r"[A-Za-z0-9_.~-]+", v):
+            raise ValueError(f"invalid virtual proxy prefix {v!r}")
+        return v
+
+
+class Defaults(_TargetSettings):
+    """Values merged into every target that does not set them."""
+
+
+class Target(_TargetSettings):
+    """One Qlik Sense site or Cloud tenant to probe."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    type: Literal["qseow", "cloud"]
+    host: str
+    auth: Auth
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not v or "://" in v or "/" in v or any(c.isspace() for c in v):
+            raise ValueError(f"invalid host {v!r}: give a bare host name, e.g. sense.example.com")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Target:
+        method = self.auth.method
+        if method not in METHODS_BY_TYPE[self.type]:
+            allowed = ", ".join(METHODS_BY_TYPE[self.type])
+            raise ValueError(f"auth.method {method} is not valid for type {self.type} ({allowed})")
+        for check in self.checks or ():
+            if check not in CHECKS_BY_METHOD[method]:
+                allowed = ", ".join(CHECKS_BY_METHOD[method])
+                raise ValueError(f"check {check} is not available with {method} auth ({allowed})")
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not be longer than interval")
+        return self
+
+    @property
+    def enabled_checks(self) -> list[str]:
+        """The checks to run: the configured ones, or the type's default."""
+        return list(self.checks) if self.checks else list(DEFAULT_CHECKS[self.type])
+
+
+class Config(_Model):
+    """The whole file."""
+
+    defaults: Defaults = Defaults()
+    targets: list[Target] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        defaults = data.get("defaults") or {}
+        targets = data.get("targets")
+        if isinstance(defaults, dict) and isinstance(targets, list):
+            forbidden = {"name", "type", "host", "auth"} & set(defaults)
+            if forbidden:
+                return data  # Defaults' own validation reports the unknown keys
+            data = dict(data)
+            data["targets"] = [
+                {**defaults, **t} if isinstance(t, dict) else t for t in targets
+            ]
+        return data
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        seen: set[str] = set()
+        for t in self.targets:
+            if t.name in seen:
+                raise ValueError(f"duplicate target name {t.name!r}")
+            seen.add(t.name)
+        return self
+
+    def target(self, name: str) -> Target | None:
+        """The target called ``name``, if configured."""
+        return next((t for t in self.targets if t.name == name), None)
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required",
+}
+
+
+_KEYED = re.compile(r"^([a-z][a-z_]*): (.*)$", re.S)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("certificate", "jwt", "header", "apikey") or part.startswith("function-"):
+            continue  # the discriminated union's tag adds nothing to the path
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    """One line per error, ``path: message``, never containing an input value."""
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        msg = _MESSAGES.get(err["type"], err["msg"])
+        msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if err["type"] == "union_tag_invalid":
+            msg = "unknown auth method: expected certificate, jwt, header or apikey"
+        elif err["type"] == "union_tag_not_found":
+            msg = "method is required (certificate, jwt, header or apikey)"
+        path = _loc(tuple(err["loc"]))
+        # Validators that check one key of a whole mapping say which key as "key: message".
+        if m := _KEYED.match(msg):
+            path, msg = f"{path}.{m.group(1)}" if path else m.group(1), m.group(2)
+        lines.append(f"{path}: {msg}" if path else msg)
+    return lines
+
+
+def parse_config(data: Mapping[str, Any] | None, *, base_dir: Path) -> Config:
+    """Validate already-parsed YAML; raise :class:`ConfigError` listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(["config must be a mapping with a targets: list"])
+    try:
+        return Config.model_validate(dict(data), context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc)) from None
+
+
+def load_config(path: Path) -> Config:
+    """Read, parse and validate the YAML file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read config file: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
+    return parse_config(data, base_dir=path.resolve().parent)
