@@ -1,0 +1,177 @@
+"""What auth methods share: the prepared request parts, TLS contexts and token expiry."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from exporter.certinfo import describe, load_pem_certificates
+from exporter.config import Target
+from exporter.reasons import Reason
+from exporter.results import CertificateInfo, CredentialInfo
+from exporter.transport import ProbeFailure
+
+
+class CredentialError(ProbeFailure):
+    """A local certificate, key or token is unusable; found before any connection."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.CREDENTIAL_INVALID, message)
+        # What could still be read, so expiry metrics survive a broken credential.
+        self.certificates: list[CertificateInfo] = []
+        self.credentials: list[CredentialInfo] = []
+
+
+@dataclass(slots=True)
+class TlsContexts:
+    """The verifying context a probe uses, and a non-verifying twin for reading a bad cert."""
+
+    verify: ssl.SSLContext
+    inspect: ssl.SSLContext
+
+
+@dataclass(slots=True)
+class Prepared:
+    """Everything one probe needs from its auth method."""
+
+    tls: TlsContexts
+    headers: dict[str, str] = field(default_factory=dict)
+    certificates: list[CertificateInfo] = field(default_factory=list)
+    credentials: list[CredentialInfo] = field(default_factory=list)
+
+
+def file_stamp(*paths: Path | None) -> tuple[tuple[str, int, int], ...]:
+    """A cheap fingerprint of files, so contexts are rebuilt only when a file changes."""
+    out = []
+    for p in paths:
+        if p is None:
+            continue
+        try:
+            st = p.stat()
+        except OSError:
+            out.append((str(p), -1, -1))
+        else:
+            out.append((str(p), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def _base_context(*, verify: bool, ca_file: Path | None) -> ssl.SSLContext:
+    if verify:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        if ca_file is not None:
+            try:
+                ctx.load_verify_locations(cafile=str(ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise CredentialError(f"ca_file {ca_file}: cannot load: {exc}") from None
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def _load_identity(ctx: ssl.SSLContext, cert: x509.Certificate, key: PrivateKeyTypes) -> None:
+    """Load an in-memory certificate and key into ``ctx`` without writing the key to disk.
+
+    ``ssl`` only loads from paths; a memfd gives it a path that exists only in this process.
+    """
+    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("qlik-client-identity", 0)
+        try:
+            os.write(fd, pem)
+            ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return
+    with tempfile.TemporaryDirectory() as folder:  # pragma: no cover - non-Linux fallback
+        path = Path(folder) / "identity.pem"
+        path.touch(mode=0o600)
+        path.write_bytes(pem)
+        ctx.load_cert_chain(str(path))
+
+
+def build_contexts(
+    target: Target, identity: tuple[x509.Certificate, PrivateKeyTypes] | None = None
+) -> TlsContexts:
+    """The verifying and inspecting contexts for ``target``, with the client identity if any."""
+    verify = _base_context(verify=target.tls_verify, ca_file=target.ca_file)
+    inspect = _base_context(verify=False, ca_file=None)
+    if identity is not None:
+        for ctx in (verify, inspect):
+            _load_identity(ctx, *identity)
+    return TlsContexts(verify, inspect)
+
+
+class TrustFiles:
+    """The target's ``ca_file`` read for its ``root`` certificate metrics, re-read on change."""
+
+    def __init__(self, target: Target) -> None:
+        self._path = target.ca_file
+        self._stamp: tuple[tuple[str, int, int], ...] = ()
+        self._certs: list[x509.Certificate] = []
+
+    def certificates(self) -> list[x509.Certificate]:
+        """The CA certificates in ``ca_file``; raises CredentialError if it became unreadable."""
+        if self._path is None:
+            return []
+        stamp = file_stamp(self._path)
+        if stamp != self._stamp:
+            try:
+                self._certs = load_pem_certificates(self._path)
+            except (OSError, ValueError) as exc:
+                raise CredentialError(f"ca_file {self._path}: {os_reason(exc)}") from None
+            self._stamp = stamp
+        return self._certs
+
+    def infos(self) -> list[CertificateInfo]:
+        """``root`` certificate infos."""
+        return [describe(c, "root") for c in self.certificates()]
+
+
+def os_reason(exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, OSError):
+        return exc.strerror or exc.__class__.__name__
+    return str(exc).split(": ", 1)[-1]
+
+
+def token_expiry(token: str, what: str) -> float | None:
+    """The ``exp`` of a JWT read without verifying it (the server verifies); None if absent.
+
+    Raises CredentialError when ``token`` is not a JWT, without ever quoting it.
+    """
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": False})
+    except jwt.PyJWTError:
+        raise CredentialError(f"{what} is not a well-formed JWT") from None
+    exp = claims.get("exp")
+    if exp is None:
+        return None
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise CredentialError(f"{what} has a non-numeric exp claim")
+    return float(exp)
+
+
+def check_not_expired(expires: float | None, what: str) -> None:
+    """Refuse to send a token that has already expired."""
+    if expires is not None and expires <= time.time():
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
+        raise CredentialError(f"{what} expired at {when}")

@@ -1,0 +1,82 @@
+"""Reading certificates: what the expiry metrics need, and hostname matching.
+
+Certificates are parsed with ``cryptography`` rather than taken from ``ssl.getpeercert()``
+because the exporter must describe a server certificate also when verification failed, and
+``getpeercert()`` returns nothing useful for an unverified peer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from exporter.results import CertificateInfo
+
+
+def _cn(name: x509.Name) -> str:
+    attrs = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not attrs:
+        return ""
+    value = attrs[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def describe(cert: x509.Certificate, source: str) -> CertificateInfo:
+    """The metric labels and timestamps of one certificate."""
+    return CertificateInfo(
+        source=source,
+        subject_cn=_cn(cert.subject),
+        issuer_cn=_cn(cert.issuer),
+        serial=format(cert.serial_number, "x"),
+        not_before=cert.not_valid_before_utc.timestamp(),
+        not_after=cert.not_valid_after_utc.timestamp(),
+    )
+
+
+def load_pem_certificates(path: Path) -> list[x509.Certificate]:
+    """Every certificate in a PEM file; raises ``ValueError`` naming the file if there is none."""
+    data = path.read_bytes()
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certs = []
+    if not certs:
+        raise ValueError(f"{path}: no PEM certificate found")
+    return certs
+
+
+def hostname_matches(cert: x509.Certificate, host: str) -> bool:
+    """Whether ``cert`` covers ``host`` by RFC 6125 rules: SANs only, one left-most wildcard.
+
+    Like browsers and Python's ``ssl``, the subject CN is ignored when SANs are present, and an
+    IP address matches only an IP SAN.
+    """
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
+    if ip is not None:
+        return ip in san.get_values_for_type(x509.IPAddress)
+    host = host.rstrip(".").lower()
+    return any(
+        _dns_match(p.rstrip(".").lower(), host) for p in san.get_values_for_type(x509.DNSName)
+    )
+
+
+def _dns_match(pattern: str, host: str) -> bool:
+    if "*" not in pattern:
+        return pattern == host
+    first, _, rest = pattern.partition(".")
+    h_first, _, h_rest = host.partition(".")
+    # Only a whole left-most label may be a wildcard, and it never matches across dots or a
+    # bare parent domain (RFC 6125 §6.4.3); partial wildcards like "w*.example.com" are refused.
+    if first != "*" or "*" in rest or not rest or rest.count(".") < 1:
+        return False
+    return bool(h_first) and h_rest == rest
