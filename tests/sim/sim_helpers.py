@@ -1,0 +1,38 @@
+"""Small helpers for the simulator tests: constants and one-shot HTTP calls with timeouts."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import aiohttp
+
+XRFKEY = "abcdefghijklmnop"
+QLIK_USER = "UserDirectory=INTERNAL; UserId=sa_api"
+XSRF_BODY = "XSRF prevention check failed. Possible XSRF discovered."
+TIMEOUT = aiohttp.ClientTimeout(total=5)
+
+
+def qrs_headers(user: str | None = QLIK_USER, key: str | None = XRFKEY) -> dict[str, str]:
+    """QRS headers as Ctrl-Q sends them; ``None`` leaves one out."""
+    headers = {}
+    if key is not None:
+        headers["X-Qlik-Xrfkey"] = key
+    if user is not None:
+        headers["X-Qlik-User"] = user
+    return headers
+
+
+async def call(
+    method: str,
+    url: str,
+    ctx: ssl.SSLContext | bool,
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> tuple[int, dict[str, str], str]:
+    """One request on a fresh session: status, headers and text body."""
+    async with (
+        aiohttp.ClientSession(timeout=TIMEOUT) as session,
+        session.request(method, url, ssl=ctx, headers=headers or {}, **kwargs) as resp,
+    ):
+        return resp.status, dict(resp.headers), await resp.text()
