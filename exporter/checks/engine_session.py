@@ -92,7 +92,13 @@ async def run(ctx: ProbeContext) -> CheckValues:
             t = time.perf_counter()
             await ws.send_str(
                 json.dumps(
-                    {"jsonrpc": "2.0", "id": 1, "method": "EngineVersion", "handle": -1, "params": []}
+                    {
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "EngineVersion",
+                        "handle": -1,
+                        "params": [],
+                    }
                 )
             )
             reply = await _next_message(ctx, ws, expect_id=1)
@@ -107,7 +113,9 @@ def _record_certificate(ctx: ProbeContext, ws: aiohttp.ClientWebSocketResponse) 
     if der and ctx.session.on_certificate is not None:
         from cryptography import x509
 
-        ctx.session.on_certificate(ctx.target.host, ctx.target.ports.engine, x509.load_der_x509_certificate(der))
+        ctx.session.on_certificate(
+            ctx.target.host, ctx.target.ports.engine, x509.load_der_x509_certificate(der)
+        )
 
 
 def _handshake_failure(exc: aiohttp.WSServerHandshakeError, url: str) -> ProbeFailure:
@@ -128,7 +136,11 @@ async def _next_message(
 ) -> dict[str, Any]:
     while True:
         msg = await ws.receive()
-        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+        if msg.type in (
+            aiohttp.WSMsgType.CLOSE,
+            aiohttp.WSMsgType.CLOSED,
+            aiohttp.WSMsgType.CLOSING,
+        ):
             raise ProbeFailure(
                 Reason.SESSION_REJECTED, f"engine closed the websocket (code {ws.close_code})"
             )

@@ -55,7 +55,6 @@ async def _whoami(ctx: ProbeContext) -> CheckValues:
     if not same:
         raise ProbeFailure(
             Reason.WRONG_USER,
-            f"/qps/user answered for {directory}\\{user}, expected "
-            f"{want_dir or '*'}\\{want_user}",
+            f"/qps/user answered for {directory}\\{user}, expected {want_dir or '*'}\\{want_user}",
         )
     return CheckValues(details={"user": f"{directory}\\{user}"})

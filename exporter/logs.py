@@ -1,0 +1,64 @@
+"""Logging as logfmt (default) or JSON lines, with the structured fields probes attach."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+# Attributes every LogRecord has; anything else was passed in ``extra=`` and is a field.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        + f".{int(record.msecs):03d}Z",
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    out.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+    if record.exc_info and record.exc_info[0] is not None:
+        out["exception"] = logging.Formatter().formatException(record.exc_info)
+    return out
+
+
+def _logfmt_value(value: Any) -> str:
+    text = str(value)
+    if text and not any(c in text for c in ' ="\\\n\t') and text.isprintable():
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+class LogfmtFormatter(logging.Formatter):
+    """``ts=… level=… msg="…" target=… check=…`` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One logfmt line."""
+        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One JSON line."""
+        return json.dumps(_fields(record), default=str, ensure_ascii=False)
+
+
+def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
+    """Send every log line to stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # APScheduler logs every job run at INFO; that is the exporter's debug level.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING if level != "debug" else logging.INFO)
+    logging.getLogger("aiohttp.access").setLevel(
+        logging.WARNING if level != "debug" else logging.DEBUG
+    )

@@ -1,0 +1,267 @@
+"""The one place that runs a check: timeout, timing, and mapping every outcome to one reason.
+
+:func:`run_probe` never raises. A failed probe is a result with a reason from the closed set
+and a secret-free error line in the log, with target and check — never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from exporter.auth import METHODS, AuthMethod, CredentialError, build_auth
+from exporter.certinfo import describe, hostname_matches
+from exporter.checks import CHECKS, ProbeContext
+from exporter.config import Target
+from exporter.reasons import Reason
+from exporter.results import CertificateInfo, ProbeResult
+from exporter.transport import HttpSession, ProbeFailure, Resolver, SystemResolver
+
+log = logging.getLogger("exporter.probe")
+
+# OpenSSL verify codes (include/openssl/x509_vfy.h) for the reasons they stand for.
+_EXPIRED = {9, 10}  # not yet valid, has expired
+_HOSTNAME = {62}  # X509_V_ERR_HOSTNAME_MISMATCH
+_IP_MISMATCH = {64}
+# TLS alerts a server sends when it refuses the client certificate (or its absence).
+_CLIENT_CERT_ALERTS = (
+    "CERTIFICATE_REQUIRED",
+    "BAD_CERTIFICATE",
+    "UNKNOWN_CA",
+    "CERTIFICATE_UNKNOWN",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+    "ACCESS_DENIED",
+    "DECRYPT_ERROR",
+    "HANDSHAKE_FAILURE",
+)
+INSPECT_TIMEOUT = 2.0
+
+
+@dataclass(slots=True)
+class TargetRuntime:
+    """A configured target with its long-lived auth object and rate-limit state."""
+
+    target: Target
+    auth: AuthMethod
+    backoff_until: float = 0.0
+    running: set[str] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, target: Target) -> TargetRuntime:
+        """Build the auth method for ``target`` (no I/O beyond what config validation did)."""
+        return cls(target=target, auth=build_auth(target))
+
+    @property
+    def via_proxy(self) -> bool:
+        """Whether this target's checks go through a virtual proxy on the front-end port."""
+        return METHODS[self.target.auth.method].via_proxy
+
+
+def _port_for(rt: TargetRuntime, check: str) -> int:
+    t = rt.target
+    if rt.via_proxy or check == "tenant":
+        return t.port
+    return {"repository": t.ports.repository, "proxy": t.ports.proxy}.get(check, t.ports.engine)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What a run collected so far, kept when it fails half-way."""
+
+    certificates: list[CertificateInfo] = field(default_factory=list)
+    hostname_match: bool | None = None
+
+
+def _cert_recorder(
+    rt: TargetRuntime, check: str, out: _Outcome
+) -> tuple[HttpSession, list[x509.Certificate]]:
+    seen: list[x509.Certificate] = []
+
+    def on_certificate(host: str, port: int, cert: x509.Certificate) -> None:
+        if seen:
+            return  # the first connection's certificate is the one this check is about
+        seen.append(cert)
+        out.certificates.append(describe(cert, f"server_{check}"))
+        out.hostname_match = hostname_matches(cert, rt.target.host)
+
+    return HttpSession(resolver=SystemResolver(), on_certificate=on_certificate), seen
+
+
+async def run_probe(
+    rt: TargetRuntime,
+    check: str,
+    *,
+    resolver: Resolver | None = None,
+    logger: logging.Logger = log,
+) -> ProbeResult:
+    """Run ``check`` against ``rt`` once, within the target's timeout. Never raises."""
+    started, t0 = time.time(), time.perf_counter()
+    out = _Outcome()
+    session, seen = _cert_recorder(rt, check, out)
+    if resolver is not None:
+        session.resolver = resolver
+    result = ProbeResult(
+        target=rt.target.name,
+        check=check,
+        success=False,
+        reason=None,
+        error="",
+        started=started,
+        finished=started,
+        duration=0.0,
+    )
+    ctx: ProbeContext | None = None
+    deadline = t0 + rt.target.timeout
+    try:
+        async with asyncio.timeout(rt.target.timeout):
+            prepared = rt.auth.prepare()
+            result.certificates.extend(prepared.certificates)
+            result.credentials.extend(prepared.credentials)
+            ctx = ProbeContext(
+                target=rt.target,
+                check=check,
+                auth=prepared,
+                session=session,
+                via_proxy=rt.via_proxy,
+                log=result.log,
+            )
+            try:
+                result.values = await CHECKS[check](ctx)
+            finally:
+                if rt.via_proxy and ctx.cookies:
+                    await _logout(ctx)
+        result.success = True
+    except CredentialError as exc:
+        result.certificates.extend(exc.certificates)
+        result.credentials.extend(exc.credentials)
+        result.reason, result.error = exc.reason, exc.message
+    except (Exception, asyncio.CancelledError) as exc:  # the runner maps every outcome
+        if isinstance(exc, asyncio.CancelledError) and _cancelled_from_outside():
+            await session.close()
+            raise
+        reason, message = classify(exc, rt, check)
+        result.reason, result.error = reason, message
+        if (
+            reason
+            in (
+                Reason.SERVER_CERTIFICATE_EXPIRED,
+                Reason.SERVER_CERTIFICATE_UNTRUSTED,
+                Reason.HOSTNAME_MISMATCH,
+            )
+            and not seen
+        ):
+            await _inspect_server(rt, check, session, deadline)
+    finally:
+        await session.close()
+    if ctx is not None and ctx.retry_after:
+        rt.backoff_until = time.time() + ctx.retry_after
+    result.certificates.extend(out.certificates)
+    result.hostname_match = out.hostname_match
+    result.finished = time.time()
+    result.duration = time.perf_counter() - t0
+    result.phases = dict(session.phases)
+    _log_result(logger, result)
+    return result
+
+
+def _cancelled_from_outside() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _logout(ctx: ProbeContext) -> None:
+    """End the proxy session this probe created, so that probing never piles up sessions."""
+    try:
+        await ctx.get(ctx.front_port, ctx.path("/qps/user"), method="DELETE", auth_headers=False)
+    except (ProbeFailure, OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
+        ctx.note(f"logout failed: {exc.__class__.__name__}")
+
+
+async def _inspect_server(
+    rt: TargetRuntime, check: str, session: HttpSession, deadline: float
+) -> None:
+    """Fetch the server certificate with a second, non-verifying handshake, for its metrics."""
+    remaining = min(INSPECT_TIMEOUT, deadline - time.perf_counter())
+    if remaining <= 0:
+        return
+    try:
+        prepared = rt.auth.prepare()
+        inspect = HttpSession(
+            resolver=session.resolver, on_certificate=session.on_certificate, phases={}
+        )
+        async with asyncio.timeout(remaining):
+            await inspect.open(rt.target.host, _port_for(rt, check), prepared.tls.inspect)
+        await inspect.close()
+    except Exception as exc:  # noqa: BLE001 - best effort; the probe already failed
+        log.debug("server certificate inspection failed: %s", exc.__class__.__name__)
+
+
+def classify(exc: BaseException, rt: TargetRuntime, check: str) -> tuple[Reason, str]:
+    """The failure reason and log message for anything a probe can raise."""
+    host = rt.target.host
+    if isinstance(exc, ProbeFailure):
+        return exc.reason, exc.message
+    if isinstance(exc, TimeoutError | asyncio.CancelledError):
+        return Reason.TIMEOUT, f"no answer within {rt.target.timeout:g}s"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = exc.verify_code
+        detail = f"server certificate of {host}: {exc.verify_message}"
+        if code in _EXPIRED:
+            return Reason.SERVER_CERTIFICATE_EXPIRED, detail
+        if code in _HOSTNAME or code in _IP_MISMATCH:
+            return Reason.HOSTNAME_MISMATCH, detail
+        return Reason.SERVER_CERTIFICATE_UNTRUSTED, detail
+    if isinstance(exc, ssl.SSLError):
+        text = f"{exc.reason or ''} {exc}".upper()
+        if "ALERT" in text and any(a in text for a in _CLIENT_CERT_ALERTS):
+            return (
+                Reason.CLIENT_CERTIFICATE_REJECTED,
+                f"{host} refused the client certificate: {exc.reason}",
+            )
+        return Reason.TLS_HANDSHAKE, f"TLS with {host} failed: {exc.reason or exc}"
+    if isinstance(exc, ConnectionRefusedError):
+        return Reason.CONNECT_REFUSED, f"{host}:{_port_for(rt, check)} refused the connection"
+    if isinstance(exc, ConnectionResetError | asyncio.IncompleteReadError | BrokenPipeError):
+        return Reason.SERVER_ERROR, f"{host} closed the connection mid-request"
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED):
+            return Reason.CONNECT_REFUSED, f"{host}: {exc.strerror}"
+        if exc.errno == errno.ETIMEDOUT:
+            return Reason.TIMEOUT, f"{host}: connect timed out"
+        return Reason.CONNECT_REFUSED, f"{host}: {exc.strerror or exc.__class__.__name__}"
+    if isinstance(exc, ValueError | KeyError | TypeError | UnicodeError):
+        return Reason.INVALID_RESPONSE, f"cannot parse the answer: {exc.__class__.__name__}"
+    log.error("unexpected error in probe target=%s check=%s", rt.target.name, check, exc_info=exc)
+    return Reason.INVALID_RESPONSE, f"unexpected error: {exc.__class__.__name__}"
+
+
+def _log_result(logger: logging.Logger, result: ProbeResult) -> None:
+    if result.success:
+        logger.debug(
+            "probe succeeded",
+            extra={
+                "target": result.target,
+                "check": result.check,
+                "duration": round(result.duration, 4),
+            },
+        )
+        return
+    assert result.reason is not None
+    result.log.append(f"failed: reason={result.reason.value} error={result.error}")
+    logger.warning(
+        "probe failed",
+        extra={
+            "target": result.target,
+            "check": result.check,
+            "reason": result.reason.value,
+            "error": result.error,
+            "duration": round(result.duration, 4),
+        },
+    )
