@@ -4,13 +4,14 @@ See DESIGN.md "The simulator" and reference/qlik-api-facts.md for the wire facts
 """
 
 from exporter.sim.faults import SERVICES, FaultKind, Faults
-from exporter.sim.simulator import (
+from exporter.sim.settings import (
     EngineSettings,
     HeaderVirtualProxy,
     JwtVirtualProxy,
     Ports,
-    Simulator,
+    TicketVirtualProxy,
 )
+from exporter.sim.simulator import Simulator
 
 __all__ = [
     "SERVICES",
@@ -21,4 +22,5 @@ __all__ = [
     "JwtVirtualProxy",
     "Ports",
     "Simulator",
+    "TicketVirtualProxy",
 ]

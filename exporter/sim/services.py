@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from exporter.sim import admin, repository
+from exporter.sim import admin, engine, proxy, repository
 
 if TYPE_CHECKING:
     from exporter.sim.simulator import Simulator
@@ -16,5 +16,7 @@ AppFactory = Callable[["Simulator"], web.Application]
 
 SERVICE_FACTORIES: dict[str, AppFactory] = {
     "repository": repository.create_app,
+    "proxy": proxy.create_app,
+    "engine": engine.create_app,
 }
 ADMIN_FACTORY: AppFactory = admin.create_app

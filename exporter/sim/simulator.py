@@ -11,12 +11,11 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import socket
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +24,14 @@ from aiohttp import web
 from exporter.sim import certs
 from exporter.sim.faults import FaultKind, Faults
 from exporter.sim.middleware import ErrorRenderer, ServiceInfo, fault_middleware, text_error
+from exporter.sim.settings import (
+    EngineSettings,
+    HeaderVirtualProxy,
+    JwtVirtualProxy,
+    Ports,
+    TicketVirtualProxy,
+    VirtualProxy,
+)
 from exporter.sim.state import ProxySessions, Tickets, user_key
 from exporter.sim.tls import CertPair, ClientCertMode, ServiceTls, build_service_tls
 
@@ -34,93 +41,6 @@ MUTUAL_SERVICES = ("repository", "proxy", "engine")
 ServiceName = Literal["repository", "proxy", "engine", "frontend", "cloud"]
 KEY_PASSWORD = "QlikSimKeyPassword"  # noqa: S105 - test data, printed by the CLI on purpose
 """Password of the simulator's encrypted client-key variants and ``client.pfx`` (test data)."""
-
-
-@dataclass(slots=True)
-class Ports:
-    """Listening ports; 0 before start (or in a request) means "pick a free one"."""
-
-    repository: int = 0
-    proxy: int = 0
-    engine: int = 0
-    frontend: int = 0
-    cloud: int = 0
-    admin: int = 0
-
-
-@dataclass(slots=True)
-class JwtVirtualProxy:
-    """A JWT virtual proxy (QRS ``VirtualProxyConfig`` with ``authenticationMethod: 4``)."""
-
-    prefix: str = "jwt"
-    audience: str = "qlik.api/login/jwt-session"
-    user_id_claim: str = "userId"
-    user_directory_claim: str = "userDirectory"
-    # Qlik documents RS256/384/512 only; HS* must be refused (no key confusion with the cert).
-    algorithms: tuple[str, ...] = ("RS256", "RS384", "RS512")
-    require_exp: bool = True
-    certificate_pem: bytes = b""  # the VP's "JWT certificate"; set at start
-
-    @property
-    def cookie_name(self) -> str:
-        """The session cookie, ``X-Qlik-Session-<prefix>`` by Qlik's convention."""
-        return session_cookie_name(self.prefix)
-
-
-FORBIDDEN_HEADER_NAMES = frozenset(
-    h.lower()
-    for h in (
-        "X-Qlik-User",
-        "X-Qlik-Security",
-        "X-Qlik-ProxySession",
-        "X-Qlik-ProxyId",
-        "X-Qlik-Trace",
-        "X-Qlik-App",
-        "X-Qlik-Capabilities",
-    )
-)
-"""Header names the QMC refuses for header authentication (help.qlik.com "Virtual proxies")."""
-
-
-@dataclass(slots=True)
-class HeaderVirtualProxy:
-    """A header-auth virtual proxy: static directory, or a dynamic ``pattern`` like ``$ud\\$id``."""
-
-    prefix: str = "hdr"
-    header_name: str = "X-Sso-User"
-    user_directory: str = "LAB"
-    pattern: str | None = None
-
-    def __post_init__(self) -> None:
-        if any(bad in self.header_name.lower() for bad in FORBIDDEN_HEADER_NAMES):
-            raise ValueError(f"header name {self.header_name!r} is reserved by Qlik")
-
-    @property
-    def cookie_name(self) -> str:
-        """The session cookie name."""
-        return session_cookie_name(self.prefix)
-
-
-def session_cookie_name(prefix: str) -> str:
-    """``X-Qlik-Session`` for the default virtual proxy, ``X-Qlik-Session-<prefix>`` otherwise."""
-    return f"X-Qlik-Session-{prefix}" if prefix else "X-Qlik-Session"
-
-
-@dataclass(slots=True)
-class EngineSettings:
-    """How the simulated engine behaves."""
-
-    version: str = "12.1823.6"
-    healthcheck_style: Literal["modern", "legacy"] = "modern"
-    auth_info_first: bool = False  # send OnAuthenticationInformation before OnConnected
-    max_parallel_sessions: int = 5
-    apps: list[str] = field(
-        default_factory=lambda: [
-            "5a1c2f7e-3b4d-4e8a-9f10-2c3d4e5f6a7b",
-            "b2e4a6c8-1d3f-4a5b-8c7d-9e0f1a2b3c4d",
-        ]
-    )
-    started: dt.datetime = field(default_factory=lambda: dt.datetime.now().astimezone())
 
 
 class Simulator:
@@ -187,6 +107,9 @@ class Simulator:
         self.stopping = asyncio.Event()
         self.websockets: set[web.WebSocketResponse] = set()
         self.engine_sessions: Counter[tuple[str, str]] = Counter()
+        self.engine_sessions_total = 0
+        self.engine_users_seen: set[tuple[str, str]] = set()
+        self.ticket_vp = TicketVirtualProxy()
         self._runners: list[web.AppRunner] = []
         self._extensions: dict[str, Any] = {}
 
@@ -205,6 +128,17 @@ class Simulator:
 
     def _tls_mode(self) -> ClientCertMode:
         return "required" if self._client_cert_mode == "required" else "optional"
+
+    @property
+    def virtual_proxies(self) -> dict[str, VirtualProxy]:
+        """Every virtual proxy by prefix (``""`` is the default one)."""
+        vps: list[VirtualProxy] = [
+            self.ticket_vp,
+            self.jwt_vp,
+            self.header_vp,
+            self.header_dynamic_vp,
+        ]
+        return {vp.prefix: vp for vp in vps}
 
     def proxy_session_count(self, user_directory: str, user_id: str, vp: str | None = None) -> int:
         """Live proxy sessions of a user (on one virtual proxy prefix, or on all)."""
