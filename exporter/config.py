@@ -8,6 +8,8 @@ inline, from ``<name>_file`` or from ``<name>_env``.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -54,16 +56,28 @@ class ConfigError(Exception):
         self.errors = errors
 
 
+def _show(value: object) -> str:
+    """``value`` for an error line: as is when printable, else quoted, so a line stays one line."""
+    text = str(value)
+    return text if text and text.isprintable() and text.strip() == text else repr(text)
+
+
 def parse_duration(value: object) -> float:
     """``500ms``, ``30s``, ``5m``, ``1h`` or a number of seconds, as seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration like 30s, 5m or 500ms")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ValueError(f"invalid duration {value!r}: expected a duration like 30s, 5m or 500ms")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (m := _DURATION.match(value)):
+            seconds = float(m.group(1)) * _UNITS[m.group(2)]
+        else:
+            seconds = math.nan
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        shown = repr(value) if isinstance(value, str) else "value"
+        raise ValueError(f"invalid duration {shown}: expected a duration like 30s, 5m or 500ms")
     if seconds <= 0:
         raise ValueError("duration must be positive")
     return seconds
@@ -74,11 +88,13 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 def _resolve(value: str | Path, info: ValidationInfo, *, must_exist: bool = True) -> Path:
     base = Path((info.context or {}).get("base_dir", "."))
-    path = Path(value).expanduser()
+    path = Path(value)
+    with contextlib.suppress(RuntimeError):  # an unknown ~user: kept, so reported not found
+        path = path.expanduser()
     if not path.is_absolute():
         path = base / path
     if must_exist and not path.is_file():
-        raise ValueError(f"file not found: {value}")
+        raise ValueError(f"file not found: {_show(value)}")
     return path
 
 
@@ -95,10 +111,13 @@ def _secret_from(
     """
     keys = [k for k in (name, f"{name}_file", f"{name}_env") if data.get(k) is not None]
     if len(keys) > 1:
-        raise ValueError(f"give only one of {name}, {name}_file, {name}_env")
+        raise ValueError(
+            f"{keys[1]}: cannot be combined with {keys[0]}"
+            f" (give only one of {name}, {name}_file or {name}_env)"
+        )
     if not keys:
         if required:
-            raise ValueError(f"one of {name}, {name}_file or {name}_env is required")
+            raise ValueError(f"{name}: required (give {name}, {name}_file or {name}_env)")
         return data
     key = keys[0]
     raw = data.pop(key)
@@ -110,12 +129,12 @@ def _secret_from(
         try:
             data[name] = path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{key}: cannot read {raw}: {exc.__class__.__name__}") from None
+            raise ValueError(f"{key}: cannot read {_show(raw)}: {exc.__class__.__name__}") from None
         data[f"{name}_file"] = path
     elif key.endswith("_env"):
         env = os.environ.get(str(raw))
         if not env:
-            raise ValueError(f"{key}: environment variable {raw} is not set")
+            raise ValueError(f"{key}: environment variable {_show(raw)} is not set")
         data[name] = env.strip()
     else:
         data[name] = raw
@@ -148,7 +167,7 @@ class CertificateAuth(_Model):
     @model_validator(mode="after")
     def _key_needed(self) -> CertificateAuth:
         if self.key_file is None and not self.is_pkcs12:
-            raise ValueError("key_file is required unless cert_file is a .pfx/.p12 bundle")
+            raise ValueError("key_file: required unless cert_file is a .pfx/.p12 bundle")
         return self
 
     @property
@@ -190,11 +209,29 @@ class JwtAuth(_Model):
         data = dict(data)
         has_token = any(data.get(k) is not None for k in ("token", "token_file", "token_env"))
         if has_token and data.get("signing_key_file") is not None:
-            raise ValueError("give either a static token or signing_key_file, not both")
+            raise ValueError(
+                "signing_key_file: cannot be combined with a static token"
+                " (give token, token_file or token_env, or signing_key_file)"
+            )
         if not has_token and data.get("signing_key_file") is None:
             raise ValueError("one of token, token_file, token_env or signing_key_file is required")
         data = _secret_from(data, "token", info, required=False)
         return _secret_from(data, "signing_key_password", info, required=False)
+
+    @field_validator("extra_claims", mode="before")
+    @classmethod
+    def _claims(cls, v: Any) -> Any:
+        # One clear line per bad claim instead of one per member of the value's type union.
+        if isinstance(v, dict):
+            for key, value in v.items():
+                ok = isinstance(value, str | int | bool) or (
+                    isinstance(value, list) and all(isinstance(x, str) for x in value)
+                )
+                if not ok:
+                    raise ValueError(
+                        f"claim {_show(key)} must be a string, integer, boolean or list of strings"
+                    )
+        return v
 
     @field_validator("signing_key_file", "signing_cert_file", mode="before")
     @classmethod
@@ -203,8 +240,10 @@ class JwtAuth(_Model):
 
     @model_validator(mode="after")
     def _minting_needs_user(self) -> JwtAuth:
-        if self.signing_key_file is not None and (not self.user_id or not self.user_directory):
-            raise ValueError("user_id and user_directory are required with signing_key_file")
+        if self.signing_key_file is not None:
+            for key in ("user_id", "user_directory"):
+                if not getattr(self, key):
+                    raise ValueError(f"{key}: required to mint tokens with signing_key_file")
         return self
 
 
@@ -234,9 +273,9 @@ class HeaderAuth(_Model):
     def _pattern(self) -> HeaderAuth:
         if self.header_pattern is not None:
             if "$ud" not in self.header_pattern or "$id" not in self.header_pattern:
-                raise ValueError("header_pattern must contain $ud and $id")
+                raise ValueError("header_pattern: must contain $ud and $id")
             if not self.user_directory:
-                raise ValueError("user_directory is required with header_pattern")
+                raise ValueError("user_directory: required with header_pattern")
         return self
 
     def header_value(self) -> str:
@@ -263,9 +302,7 @@ class ApiKeyAuth(_Model):
         return data
 
 
-Auth = Annotated[
-    CertificateAuth | JwtAuth | HeaderAuth | ApiKeyAuth, Field(discriminator="method")
-]
+Auth = Annotated[CertificateAuth | JwtAuth | HeaderAuth | ApiKeyAuth, Field(discriminator="method")]
 
 
 class Ports(_Model):
@@ -279,9 +316,7 @@ class Ports(_Model):
 class _TargetSettings(_Model):
     """The keys a target shares with ``defaults:``."""
 
-    checks: list[Literal["repository", "proxy", "engine", "engine_session", "tenant"]] | None = (
-        None
-    )
+    checks: list[Literal["repository", "proxy", "engine", "engine_session", "tenant"]] | None = None
     ports: Ports = Ports()
     port: int = Field(443, ge=1, le=65535)
     virtual_proxy: str = ""
@@ -312,10 +347,19 @@ class Defaults(_TargetSettings):
 class Target(_TargetSettings):
     """One Qlik Sense site or Cloud tenant to probe."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     type: Literal["qseow", "cloud"]
     host: str
     auth: Auth
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", v):
+            raise ValueError(
+                f"invalid target name {v!r}: use only letters, digits, '_', '.' and '-'"
+            )
+        return v
 
     @field_validator("host")
     @classmethod
@@ -329,13 +373,17 @@ class Target(_TargetSettings):
         method = self.auth.method
         if method not in METHODS_BY_TYPE[self.type]:
             allowed = ", ".join(METHODS_BY_TYPE[self.type])
-            raise ValueError(f"auth.method {method} is not valid for type {self.type} ({allowed})")
-        for check in self.checks or ():
+            raise ValueError(
+                f"auth.method: {method} is not valid for type {self.type} (use {allowed})"
+            )
+        for i, check in enumerate(self.checks or ()):
             if check not in CHECKS_BY_METHOD[method]:
                 allowed = ", ".join(CHECKS_BY_METHOD[method])
-                raise ValueError(f"check {check} is not available with {method} auth ({allowed})")
+                raise ValueError(
+                    f"checks[{i}]: {check} is not available with {method} auth (use {allowed})"
+                )
         if self.timeout > self.interval:
-            raise ValueError("timeout must not be longer than interval")
+            raise ValueError("timeout: must not be longer than interval")
         return self
 
     @property
@@ -355,6 +403,11 @@ class Config(_Model):
     def _merge_defaults(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        data = dict(data)
+        # An empty `defaults:` or `targets:` (e.g. every entry commented out) means none.
+        for key in ("defaults", "targets"):
+            if key in data and data[key] is None:
+                del data[key]
         defaults = data.get("defaults") or {}
         targets = data.get("targets")
         if isinstance(defaults, dict) and isinstance(targets, list):
@@ -362,18 +415,19 @@ class Config(_Model):
             if forbidden:
                 return data  # Defaults' own validation reports the unknown keys
             data = dict(data)
-            data["targets"] = [
-                {**defaults, **t} if isinstance(t, dict) else t for t in targets
-            ]
+            data["targets"] = [{**defaults, **t} if isinstance(t, dict) else t for t in targets]
         return data
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
-        seen: set[str] = set()
-        for t in self.targets:
+        seen: dict[str, int] = {}
+        for i, t in enumerate(self.targets):
             if t.name in seen:
-                raise ValueError(f"duplicate target name {t.name!r}")
-            seen.add(t.name)
+                raise ValueError(
+                    f"targets[{i}].name: duplicate target name {t.name!r}"
+                    f" (also targets[{seen[t.name]}])"
+                )
+            seen[t.name] = i
         return self
 
     def target(self, name: str) -> Target | None:
@@ -387,7 +441,12 @@ _MESSAGES = {
 }
 
 
-_KEYED = re.compile(r"^([a-z][a-z_]*): (.*)$", re.S)
+# A validator that checks one key of a mapping names it first: "key: message", where key may
+# be a relative path such as "auth.method" or "checks[1]".
+_KEYED = re.compile(r"^([a-z][a-z_]*(?:\[\d+\]|\.[a-z][a-z_]*)*): (.*)$", re.S)
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+# Keys that belong on each target, never in defaults:.
+_TARGET_ONLY = ("name", "type", "host", "auth")
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -397,6 +456,8 @@ def _loc(loc: tuple[int | str, ...]) -> str:
             out += f"[{part}]"
         elif part in ("certificate", "jwt", "header", "apikey") or part.startswith("function-"):
             continue  # the discriminated union's tag adds nothing to the path
+        elif not _PLAIN_KEY.match(part):
+            out += f"[{part!r}]"  # a user's odd key, quoted so the line stays one line
         else:
             out += f".{part}" if out else part
     return out
@@ -408,11 +469,18 @@ def format_errors(exc: ValidationError) -> list[str]:
     for err in exc.errors(include_input=False, include_url=False):
         msg = _MESSAGES.get(err["type"], err["msg"])
         msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        loc = tuple(err["loc"])
+        if (
+            err["type"] == "extra_forbidden"
+            and loc[:1] == ("defaults",)
+            and loc[1:] in [(k,) for k in _TARGET_ONLY]
+        ):
+            msg = "not allowed in defaults (set it on each target)"
         if err["type"] == "union_tag_invalid":
             msg = "unknown auth method: expected certificate, jwt, header or apikey"
         elif err["type"] == "union_tag_not_found":
             msg = "method is required (certificate, jwt, header or apikey)"
-        path = _loc(tuple(err["loc"]))
+        path = _loc(loc)
         # Validators that check one key of a whole mapping say which key as "key: message".
         if m := _KEYED.match(msg):
             path, msg = f"{path}.{m.group(1)}" if path else m.group(1), m.group(2)
@@ -425,7 +493,8 @@ def parse_config(data: Mapping[str, Any] | None, *, base_dir: Path) -> Config:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError(["config must be a mapping with a targets: list"])
+        kind = type(data).__name__
+        raise ConfigError([f"the top level must be a mapping with a targets list, not a {kind}"])
     try:
         return Config.model_validate(dict(data), context={"base_dir": base_dir})
     except ValidationError as exc:
