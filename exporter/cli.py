@@ -115,6 +115,21 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**given)
 
 
+def settings_errors(exc: ValidationError, args: argparse.Namespace) -> list[str]:
+    """One line per invalid setting, named as the flag or variable it came from."""
+    flags = {field: flag for flag, field in FLAGS.items()}
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        field = str(err["loc"][0]) if err["loc"] else ""
+        if getattr(args, field, None) is not None and field in flags:
+            name = f"--{flags[field]}"
+        else:
+            name = f"QLIK_EXPORTER_{field.upper()}"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {msg}")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qlik-sense-exporter`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -126,8 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args)
     except ValidationError as exc:
-        for err in exc.errors(include_input=False, include_url=False):
-            print(f"{'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
+        for line in settings_errors(exc, args):
+            print(line, file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
     if args.command == "probe":
