@@ -1,0 +1,113 @@
+"""Published Qlik clients (enigma.js, @qlik/api, qlik-sdk) against the simulator on 127.0.0.1.
+
+The npm packages are pinned in ``package.json``/``package-lock.json`` next to this file and
+installed into ``node_modules`` here on first use (``npm ci``, from the npm cache when it can).
+Every client runs in a subprocess with a bounded time and an environment without proxies, so
+nothing leaves this machine. See docs/fidelity.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.sim import Simulator
+
+HERE = Path(__file__).resolve().parent
+NODE_MODULES = HERE / "node_modules"
+NPM_TIMEOUT = 300.0
+CLIENT_TIMEOUT = 30.0
+LOCAL = "localhost,127.0.0.1,::1"
+
+
+def _pinned() -> dict[str, str]:
+    deps: dict[str, str] = json.loads((HERE / "package.json").read_text())["dependencies"]
+    return deps
+
+
+def _installed() -> bool:
+    """Whether every pinned package is in ``node_modules`` at its pinned version."""
+    for name, version in _pinned().items():
+        manifest = NODE_MODULES / name / "package.json"
+        if not manifest.is_file() or json.loads(manifest.read_text())["version"] != version:
+            return False
+    return True
+
+
+def _offline_env(**extra: str) -> dict[str, str]:
+    """The caller's environment minus proxies and Node/Python injections, local hosts unproxied."""
+    drop = {"http_proxy", "https_proxy", "all_proxy", "node_options", "pythonpath"}
+    env = {k: v for k, v in os.environ.items() if k.lower() not in drop}
+    env.update(NO_PROXY=LOCAL, no_proxy=LOCAL, NODE_NO_WARNINGS="1")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    """``tests/fidelity/node_modules`` at the pinned versions, ``npm ci`` installing if needed."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.fail(
+            "tests/fidelity needs Node.js >= 20 and npm on PATH (the clients are npm packages)"
+        )
+    with (HERE / ".npm-install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time (pytest-xdist, parallel runs)
+        if not _installed():
+            cmd = [npm, "ci", "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts"]
+            # Only the configured registry is contacted (through any configured proxy), for the
+            # pinned tarballs; no audit, funding or update-notifier calls.
+            env = {
+                **os.environ,
+                "npm_config_update_notifier": "false",
+                "npm_config_loglevel": "error",
+            }
+            try:
+                done = subprocess.run(
+                    cmd, cwd=HERE, env=env, capture_output=True, text=True, timeout=NPM_TIMEOUT
+                )
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"`npm ci` in {HERE} did not finish in {NPM_TIMEOUT:.0f} s")
+            if done.returncode != 0 or not _installed():
+                pytest.fail(
+                    f"`npm ci` in {HERE} failed (exit {done.returncode}); the fidelity tests need "
+                    f"the npm registry (or a warm npm cache) once:\n{done.stderr[-2000:]}"
+                )
+    return NODE_MODULES
+
+
+async def _run_json(*argv: str, env: dict[str, str]) -> Any:
+    """Run a client to completion within ``CLIENT_TIMEOUT``; its last stdout line as JSON."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=HERE,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), CLIENT_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        pytest.fail(f"{' '.join(argv)} did not finish in {CLIENT_TIMEOUT:.0f} s")
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(argv)} exited {proc.returncode}:\n{err.decode()[-3000:]}")
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+async def test_enigma_js_reads_engine_version(sim: Simulator, node_modules: Path) -> None:
+    """enigma.js opens a certificate-authenticated engine session and reads the sim's version."""
+    port = str(sim.ports.engine)
+    got = await _run_json(
+        "node", "enigma_engine_version.js", port, str(sim.certs_dir), env=_offline_env()
+    )
+    assert got["engineVersion"] == {"qComponentVersion": sim.engine.version}
