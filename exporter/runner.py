@@ -21,7 +21,7 @@ from exporter.checks import CHECKS, ProbeContext
 from exporter.config import Target
 from exporter.reasons import Reason
 from exporter.results import CertificateInfo, ProbeResult
-from exporter.transport import HttpSession, ProbeFailure, Resolver, SystemResolver
+from exporter.transport import ClosedBeforeResponse, HttpSession, ProbeFailure, Resolver, SystemResolver
 
 log = logging.getLogger("exporter.probe")
 
@@ -226,6 +226,14 @@ def classify(exc: BaseException, rt: TargetRuntime, check: str) -> tuple[Reason,
                 f"{host} refused the client certificate: {exc.reason}",
             )
         return Reason.TLS_HANDSHAKE, f"TLS with {host} failed: {exc.reason or exc}"
+    if isinstance(exc, ClosedBeforeResponse):
+        if exc.fresh and rt.target.auth.method == "certificate":
+            return (
+                Reason.CLIENT_CERTIFICATE_REJECTED,
+                f"{host} closed the connection right after the TLS handshake without answering: "
+                "the service refused the client certificate",
+            )
+        return Reason.SERVER_ERROR, f"{host} closed the connection without answering"
     if isinstance(exc, ConnectionRefusedError):
         return Reason.CONNECT_REFUSED, f"{host}:{_port_for(rt, check)} refused the connection"
     if isinstance(exc, ConnectionResetError | asyncio.IncompleteReadError | BrokenPipeError):

@@ -37,6 +37,19 @@ class ProbeFailure(Exception):
         self.message = message
 
 
+class ClosedBeforeResponse(ConnectionError):
+    """The server closed the connection cleanly without sending a byte of the response.
+
+    ``fresh`` says it happened on the connection's first request right after a TLS 1.3
+    handshake: that is how a TLS 1.3 service refuses a client certificate, since the client's
+    side of the handshake has already finished when the server checks the certificate.
+    """
+
+    def __init__(self, *, fresh: bool) -> None:
+        super().__init__("connection closed before the response")
+        self.fresh = fresh
+
+
 class Resolver(Protocol):
     """Turns a host name into addresses; injectable so tests never touch real DNS."""
 
@@ -83,6 +96,7 @@ class _Conn:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     reusable: bool = True
+    requests: int = 0
 
 
 @dataclass(slots=True)
@@ -166,6 +180,11 @@ class HttpSession:
         t = time.perf_counter()
         await conn.writer.drain()
         status_line = await conn.reader.readline()
+        conn.requests += 1
+        if not status_line:
+            ssl_obj = conn.writer.get_extra_info("ssl_object")
+            tls13 = ssl_obj is not None and ssl_obj.version() == "TLSv1.3"
+            raise ClosedBeforeResponse(fresh=conn.requests == 1 and tls13)
         self._phase("request", t)
         t = time.perf_counter()
         response = await self._read_response(conn, status_line, head=method == "HEAD")
@@ -173,8 +192,6 @@ class HttpSession:
         return response
 
     async def _read_response(self, conn: _Conn, status_line: bytes, *, head: bool) -> HttpResponse:
-        if not status_line:
-            raise ConnectionResetError("connection closed before the response")
         parts = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
             raise ProbeFailure(Reason.INVALID_RESPONSE, f"not an HTTP response: {parts[0][:40]!r}")
