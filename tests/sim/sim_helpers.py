@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ssl
+import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 
 XRFKEY = "abcdefghijklmnop"
 QLIK_USER = "UserDirectory=INTERNAL; UserId=sa_api"
@@ -36,3 +39,27 @@ async def call(
         session.request(method, url, ssl=ctx, headers=headers or {}, **kwargs) as resp,
     ):
         return resp.status, dict(resp.headers), await resp.text()
+
+
+def mint_jwt(
+    certs_dir: Path,
+    *,
+    algorithm: str = "RS256",
+    key: Any = None,
+    lifetime: float = 300,
+    **claims: Any,
+) -> str:
+    """A JWT for the simulator's JWT virtual proxy (qs-jwt's claims), signed with its key."""
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "userId": "monitor",
+        "userDirectory": "LAB",
+        "name": "Monitor",
+        "aud": "qlik.api/login/jwt-session",
+        "iat": now - 30,
+        "exp": now + lifetime,
+        **claims,
+    }
+    payload = {k: v for k, v in payload.items() if v is not None}
+    signing_key = key if key is not None else (certs_dir / "jwt_signing_key.pem").read_bytes()
+    return jwt.encode(payload, signing_key, algorithm=algorithm)
