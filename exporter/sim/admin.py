@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+import jwt
 from aiohttp import web
 
 from exporter.sim.faults import SERVICES
@@ -71,10 +72,27 @@ def create_app(sim: Simulator) -> web.Application:
         sim.faults.clear(service)
         return web.json_response(sim.faults.snapshot())
 
+    async def issue_api_key(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request) if request.can_read_body else {}
+        sub, expires_in = body.get("sub"), body.get("expires_in", 86400 * 30)
+        if sub is not None and not isinstance(sub, str):
+            raise web.HTTPBadRequest(text='"sub" must be a string')
+        if expires_in is not None and not isinstance(expires_in, int | float):
+            raise web.HTTPBadRequest(text='"expires_in" must be a number or null')
+        key = sim.cloud_issue_api_key(sub, expires_in)
+        jti = jwt.decode(key, options={"verify_signature": False})["jti"]
+        return web.json_response({"key": key, "jti": jti}, status=201)
+
+    async def revoke_api_key(request: web.Request) -> web.StreamResponse:
+        jti = sim.cloud_revoke(request.match_info["jti"])
+        return web.json_response({"jti": jti, "status": "revoked"})
+
     app = web.Application()
     app.router.add_get("/state", get_state)
     app.router.add_get("/faults", get_faults)
     app.router.add_post("/faults", post_fault)
     app.router.add_delete("/faults", delete_faults)
     app.router.add_delete("/faults/{service}", delete_faults)
+    app.router.add_post("/apikeys", issue_api_key)
+    app.router.add_post("/apikeys/{jti}/revoke", revoke_api_key)
     return app

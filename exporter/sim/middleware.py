@@ -10,7 +10,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -23,10 +23,16 @@ from exporter.sim.faults import (
     Faults,
 )
 
-ErrorRenderer = Callable[[int, str], web.Response]
+
+class ErrorRenderer(Protocol):
+    """Builds a service's error response (Qlik Sense: plain text; Qlik Cloud: JSON errors)."""
+
+    def __call__(
+        self, status: int, message: str, retry_after: int | None = None
+    ) -> web.Response: ...
 
 
-def text_error(status: int, message: str) -> web.Response:
+def text_error(status: int, message: str, retry_after: int | None = None) -> web.Response:
     """How Qlik Sense on-premise services answer errors: a short plain-text body."""
     return web.Response(status=status, text=message)
 
@@ -87,14 +93,15 @@ async def _status(
 ) -> web.StreamResponse:
     status: int = fault.params["status"]
     body: str | None = fault.params.get("body")
+    retry_after: int | None = fault.params.get("retry_after")
     resp = (
         web.Response(status=status, text=body)
         if body is not None
-        else info.render_error(status, _reason(status))
+        else info.render_error(status, _reason(status), retry_after)
     )
-    if "retry_after" in fault.params:
+    if retry_after is not None:
         # Qlik Cloud sends a lower-case `retry-after: <seconds>` with 429 (qlik-api-facts.md §5).
-        resp.headers["retry-after"] = str(fault.params["retry_after"])
+        resp.headers["retry-after"] = str(retry_after)
     return resp
 
 

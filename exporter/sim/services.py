@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from exporter.sim import admin, engine, frontend, proxy, repository
+from exporter.sim import admin, cloud, engine, frontend, proxy, repository
 
 if TYPE_CHECKING:
     from exporter.sim.simulator import Simulator
@@ -19,5 +19,6 @@ SERVICE_FACTORIES: dict[str, AppFactory] = {
     "proxy": proxy.create_app,
     "engine": engine.create_app,
     "frontend": frontend.create_app,
+    "cloud": cloud.create_app,
 }
 ADMIN_FACTORY: AppFactory = admin.create_app

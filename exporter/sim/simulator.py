@@ -22,6 +22,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from exporter.sim import certs
+from exporter.sim.cloud import CloudTenant, FixedWindow
 from exporter.sim.faults import FaultKind, Faults
 from exporter.sim.middleware import ErrorRenderer, ServiceInfo, fault_middleware, text_error
 from exporter.sim.settings import (
@@ -84,6 +85,7 @@ class Simulator:
         self.client_valid_days = client_valid_days
         self.server_valid_days = server_valid_days
         self.jwt_cert_valid_days = jwt_cert_valid_days
+        self.cloud = CloudTenant(host)
         self.cloud_rate_limit = cloud_rate_limit
         self.keys = key_pool or certs.SHARED_KEYS
 
@@ -125,6 +127,36 @@ class Simulator:
         self._client_cert_mode = mode
         for tls in self.tls.values():
             tls.set_client_cert_mode(self._tls_mode())
+
+    @property
+    def cloud_rate_limit(self) -> tuple[int, float] | None:
+        """``(requests, window seconds)`` per user on the Cloud tenant; ``None`` = no limit."""
+        limit = self.cloud.rate_limit
+        return None if limit is None else (limit.limit, limit.window)
+
+    @cloud_rate_limit.setter
+    def cloud_rate_limit(self, value: tuple[int, float] | None) -> None:
+        self.cloud.rate_limit = None if value is None else FixedWindow(value[0], value[1])
+
+    @property
+    def cloud_tenant_id(self) -> str:
+        """The Cloud tenant's id (32-character URL-safe)."""
+        return self.cloud.tenant_id
+
+    @property
+    def cloud_user_id(self) -> str:
+        """The id of the tenant user API keys are issued for by default (24 hex)."""
+        return self.cloud.owner_id
+
+    def cloud_issue_api_key(
+        self, sub: str | None = None, expires_in: float | None = 86400 * 30
+    ) -> str:
+        """Issue a Cloud API key (ES384 JWT) for ``sub``; ``expires_in=None`` never expires."""
+        return self.cloud.issue_api_key(sub, expires_in)
+
+    def cloud_revoke(self, key_or_jti: str) -> str:
+        """Revoke a Cloud API key (the key or its jti); returns the jti."""
+        return self.cloud.revoke(key_or_jti)
 
     def _tls_mode(self) -> ClientCertMode:
         return "required" if self._client_cert_mode == "required" else "optional"

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import jwt
+from multidict import CIMultiDict
 
 XRFKEY = "abcdefghijklmnop"
 QLIK_USER = "UserDirectory=INTERNAL; UserId=sa_api"
@@ -32,13 +33,13 @@ async def call(
     ctx: ssl.SSLContext | bool,
     headers: dict[str, str] | None = None,
     **kwargs: Any,
-) -> tuple[int, dict[str, str], str]:
+) -> tuple[int, CIMultiDict[str], str]:
     """One request on a fresh session: status, headers and text body."""
     async with (
         aiohttp.ClientSession(timeout=TIMEOUT) as session,
         session.request(method, url, ssl=ctx, headers=headers or {}, **kwargs) as resp,
     ):
-        return resp.status, dict(resp.headers), await resp.text()
+        return resp.status, resp.headers.copy(), await resp.text()
 
 
 def mint_jwt(
