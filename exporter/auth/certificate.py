@@ -163,13 +163,16 @@ class CertificateMethod:
                 auth.cert_file, auth.key_file, auth.key_password_file, self._target.ca_file
             )
             if stamp != self._stamp or self._identity is None or self._contexts is None:
-                self._identity = None
-                self._identity = load_identity(auth)
-                self._contexts = build_contexts(self._target, self._identity)
-                self._stamp = stamp
-            cert, key = self._identity
-            infos.insert(0, describe(cert, "client"))
-            validate_identity(cert, key, cas, time.time())
+                self._identity = self._contexts = None
+                cert, key = load_identity(auth)
+                infos.insert(0, describe(cert, "client"))
+                validate_identity(cert, key, cas, time.time())
+                self._contexts = build_contexts(self._target, (cert, key))
+                self._identity, self._stamp = (cert, key), stamp
+            else:
+                cert, key = self._identity
+                infos.insert(0, describe(cert, "client"))
+                validate_identity(cert, key, cas, time.time())
         except CredentialError as exc:
             exc.certificates = infos
             raise

@@ -113,7 +113,10 @@ def build_contexts(
     inspect = _base_context(verify=False, ca_file=None)
     if identity is not None:
         for ctx in (verify, inspect):
-            _load_identity(ctx, *identity)
+            try:
+                _load_identity(ctx, *identity)
+            except ssl.SSLError as exc:
+                raise CredentialError(f"cannot use the client certificate: {exc.reason}") from None
     return TlsContexts(verify, inspect)
 
 

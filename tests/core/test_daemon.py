@@ -127,9 +127,7 @@ async def test_rate_limited_target_skips_runs_until_retry_after(
 
     key = sim.cloud_issue_api_key(sub=sim.cloud_user_id)
     sim.faults.set("cloud", "status", status=429, retry_after=30)
-    config = _write(
-        tmp_path / "c.yml", [cloud_target(sim, key, "c", interval="1s", timeout="1s")]
-    )
+    config = _write(tmp_path / "c.yml", [cloud_target(sim, key, "c", interval="1s", timeout="1s")])
     daemon = Exporter(config)
     daemon.start(load_config(config))
     try:

@@ -195,7 +195,10 @@ async def _reason(
 async def test_reason_dns(sim: Simulator, tmp_path: Path) -> None:
     """A name that does not resolve fails as dns."""
     target = _cert(sim, host="qlik.example.invalid")
-    assert await _reason(sim, tmp_path, target, "repository", resolver=FixedResolver(fail=True)) == "dns"
+    assert (
+        await _reason(sim, tmp_path, target, "repository", resolver=FixedResolver(fail=True))
+        == "dns"
+    )
 
 
 async def test_reason_connect_refused(sim: Simulator, tmp_path: Path) -> None:
@@ -262,7 +265,10 @@ async def test_reason_credential_invalid_for_expired_client_certificate(
     """An expired client certificate fails before connecting, with its expiry exported."""
     target = _cert(
         sim,
-        auth={"cert_file": str(expired_client_cert.cert_file), "key_file": str(expired_client_cert.key_file)},
+        auth={
+            "cert_file": str(expired_client_cert.cert_file),
+            "key_file": str(expired_client_cert.key_file),
+        },
     )
     result = await probe(target, "repository", tmp_path)
     assert result.reason == Reason.CREDENTIAL_INVALID
@@ -391,8 +397,6 @@ def test_every_reason_has_a_test() -> None:
     """This module produces every reason of the closed set from a simulator fault."""
     source = Path(__file__).read_text()
     missing = [
-        r.value
-        for r in Reason
-        if f"Reason.{r.name}" not in source and f'"{r.value}"' not in source
+        r.value for r in Reason if f"Reason.{r.name}" not in source and f'"{r.value}"' not in source
     ]
     assert missing == []
