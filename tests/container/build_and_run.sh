@@ -311,6 +311,19 @@ check_config_check() {
 	pass "invalid config: exit 1 with: $(grep -m1 'not_a_setting' "${WORK}/check-invalid.out")"
 }
 
+# Starts a detached container. Its stderr goes to a file: podman logs errors there about the
+# systemd timers it would use to schedule health checks (there is no systemd here), which are
+# harmless because `podman healthcheck run` runs the check on demand.
+start_container() {
+	local name="$1"
+	shift
+	if ! timeout 60 podman run -d --name "${name}" --health-interval disable "$@" \
+		>/dev/null 2>"${WORK}/start-${name}.log"; then
+		cat "${WORK}/start-${name}.log" >&2
+		fail "podman run ${name} failed (above)"
+	fi
+}
+
 # Waits until `podman healthcheck run` reports healthy (the start period lets the server start).
 wait_healthy() {
 	local ct="$1" deadline=$((SECONDS + 60)) out
@@ -325,8 +338,8 @@ wait_healthy() {
 
 check_default_cmd() {
 	log "default CMD with a mounted config (no network: nothing is reachable from outside)"
-	timeout 60 podman run -d --name "${CT_DEFAULT}" --network none --health-interval disable \
-		-v "${WORK}/config:/etc/qlik-sense-exporter:ro" "${IMAGE}" >/dev/null
+	start_container "${CT_DEFAULT}" --network none \
+		-v "${WORK}/config:/etc/qlik-sense-exporter:ro" "${IMAGE}"
 	wait_healthy "${CT_DEFAULT}"
 	podman rm --force --time 0 "${CT_DEFAULT}" >/dev/null
 }
@@ -336,9 +349,9 @@ check_demo() {
 	local port metrics deadline
 	port=$(free_port)
 	# HEALTHCHECK_URL points the image's HEALTHCHECK at the port the demo listens on.
-	timeout 60 podman run -d --name "${CT_DEMO}" --network host --health-interval disable \
+	start_container "${CT_DEMO}" --network host \
 		-e "HEALTHCHECK_URL=http://127.0.0.1:${port}/-/healthy" \
-		"${IMAGE}" demo --web.listen-address "127.0.0.1:${port}" >/dev/null
+		"${IMAGE}" demo --web.listen-address "127.0.0.1:${port}"
 	deadline=$((SECONDS + 120))
 	until metrics=$(http_get "http://127.0.0.1:${port}/metrics") &&
 		grep -Eq '^qlik_probe_success\{[^}]*\} 1(\.0)?$' <<<"${metrics}" &&
