@@ -133,7 +133,7 @@ async def test_websocket_without_x_qlik_user_is_refused(sim, sim_mtls):
 
 
 async def test_session_limit_sends_fatal_notification_then_closes(sim, sim_mtls):
-    """The sixth parallel session of one user gets OnMaxParallelSessionsExceeded (fatal), then close."""
+    """A sixth parallel session gets OnMaxParallelSessionsExceeded (fatal), then close."""
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
         sockets = [await ws_open(session, sim, sim_mtls) for _ in range(5)]
         for ws in sockets:
