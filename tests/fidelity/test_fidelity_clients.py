@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,17 @@ async def _run_json(*argv: str, env: dict[str, str]) -> Any:
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
+def _certifi_naming(root_pem: Path, directory: Path) -> Path:
+    """A ``certifi`` stand-in whose ``where()`` is ``root_pem``: the only trust qlik-sdk accepts."""
+    package = directory / "certifi"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        f"def where():\n    return {str(root_pem)!r}\n\n\n"
+        f"def contents():\n    with open(where()) as f:\n        return f.read()\n"
+    )
+    return directory
+
+
 async def test_enigma_js_reads_engine_version(sim: Simulator, node_modules: Path) -> None:
     """enigma.js opens a certificate-authenticated engine session and reads the sim's version."""
     port = str(sim.ports.engine)
@@ -111,3 +123,40 @@ async def test_enigma_js_reads_engine_version(sim: Simulator, node_modules: Path
         "node", "enigma_engine_version.js", port, str(sim.certs_dir), env=_offline_env()
     )
     assert got["engineVersion"] == {"qComponentVersion": sim.engine.version}
+
+
+async def test_qlik_api_reads_users_me(sim: Simulator, node_modules: Path) -> None:
+    """@qlik/api's ``users.getMyUser()`` with a simulator API key returns the tenant's user."""
+    env = _offline_env(
+        NODE_EXTRA_CA_CERTS=str(sim.certs_dir / "root.pem"),
+        QLIK_API_KEY=sim.cloud_issue_api_key(sub=sim.cloud_user_id),
+    )
+    got = await _run_json("node", "qlik_api_users_me.mjs", f"localhost:{sim.ports.cloud}", env=env)
+    assert got["status"] == 200
+    assert (got["data"]["id"], got["data"]["tenantId"]) == (sim.cloud_user_id, sim.cloud_tenant_id)
+
+
+async def test_qlik_sdk_reads_users_me(sim: Simulator, tmp_path: Path) -> None:
+    """qlik-sdk's ``users.get_me()`` with a simulator API key returns the tenant's user."""
+    shim = _certifi_naming(sim.certs_dir / "root.pem", tmp_path / "certifi-shim")
+    env = _offline_env(
+        PYTHONPATH=str(shim), QLIK_API_KEY=sim.cloud_issue_api_key(sub=sim.cloud_user_id)
+    )
+    host = f"https://localhost:{sim.ports.cloud}"
+    got = await _run_json(sys.executable, "qlik_sdk_users_me.py", host, env=env)
+    assert (got["id"], got["tenantId"]) == (sim.cloud_user_id, sim.cloud_tenant_id)
+
+
+async def test_qlik_sdk_ignores_requests_ca_bundle(sim: Simulator) -> None:
+    """qlik-sdk does not honour ``REQUESTS_CA_BUNDLE``, the limit docs/fidelity.md describes."""
+    env = _offline_env(
+        REQUESTS_CA_BUNDLE=str(sim.certs_dir / "root.pem"),
+        QLIK_API_KEY=sim.cloud_issue_api_key(sub=sim.cloud_user_id),
+    )
+    argv = [sys.executable, "qlik_sdk_users_me.py", f"https://localhost:{sim.ports.cloud}"]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=HERE, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), CLIENT_TIMEOUT)
+    assert proc.returncode != 0
+    assert b"CERTIFICATE_VERIFY_FAILED" in err
