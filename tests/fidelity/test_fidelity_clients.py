@@ -85,8 +85,8 @@ def node_modules() -> Path:
     return NODE_MODULES
 
 
-async def _run_json(*argv: str, env: dict[str, str]) -> Any:
-    """Run a client to completion within ``CLIENT_TIMEOUT``; its last stdout line as JSON."""
+async def _run(*argv: str, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run a client from this directory; ``(exit code, stdout, stderr)``, killed after 30 s."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=HERE,
@@ -100,9 +100,16 @@ async def _run_json(*argv: str, env: dict[str, str]) -> Any:
         proc.kill()
         await proc.wait()
         pytest.fail(f"{' '.join(argv)} did not finish in {CLIENT_TIMEOUT:.0f} s")
-    if proc.returncode != 0:
-        pytest.fail(f"{' '.join(argv)} exited {proc.returncode}:\n{err.decode()[-3000:]}")
-    return json.loads(out.decode().strip().splitlines()[-1])
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def _run_json(*argv: str, env: dict[str, str]) -> Any:
+    """Run a client that must succeed; its last stdout line as JSON."""
+    code, out, err = await _run(*argv, env=env)
+    if code != 0:
+        pytest.fail(f"{' '.join(argv)} exited {code}:\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def _certifi_naming(root_pem: Path, directory: Path) -> Path:
@@ -153,10 +160,7 @@ async def test_qlik_sdk_ignores_requests_ca_bundle(sim: Simulator) -> None:
         REQUESTS_CA_BUNDLE=str(sim.certs_dir / "root.pem"),
         QLIK_API_KEY=sim.cloud_issue_api_key(sub=sim.cloud_user_id),
     )
-    argv = [sys.executable, "qlik_sdk_users_me.py", f"https://localhost:{sim.ports.cloud}"]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, cwd=HERE, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), CLIENT_TIMEOUT)
-    assert proc.returncode != 0
-    assert b"CERTIFICATE_VERIFY_FAILED" in err
+    host = f"https://localhost:{sim.ports.cloud}"
+    code, _, err = await _run(sys.executable, "qlik_sdk_users_me.py", host, env=env)
+    assert code != 0
+    assert "CERTIFICATE_VERIFY_FAILED" in err
