@@ -1,0 +1,479 @@
+"""Every metric name and HELP text, and the collector that turns the result store into metrics.
+
+:class:`QlikCollector` builds fresh metric families on every ``collect()`` from
+:meth:`ResultStore.snapshot` (and, for ``/metrics``, an :class:`ExporterStatus`), so a target
+removed from the store disappears from the next scrape. Probe values are the cached outcome of
+the last scheduled run; scraping never probes.
+
+A sample of what it emits (one target, one check, trimmed)::
+
+    # HELP qlik_probe_success 1 if the last scheduled run of the check succeeded, else 0.
+    # TYPE qlik_probe_success gauge
+    qlik_probe_success{target="central",check="repository"} 1.0
+    qlik_probe_duration_seconds{target="central",check="repository"} 0.0831
+    qlik_probe_phase_duration_seconds{target="central",check="repository",phase="tls"} 0.012
+    qlik_probe_latency_seconds_bucket{target="central",check="repository",le="0.1"} 41.0
+    qlik_probe_latency_seconds_bucket{target="central",check="repository",le="+Inf"} 42.0
+    qlik_probe_latency_seconds_count{target="central",check="repository"} 42.0
+    qlik_probe_latency_seconds_sum{target="central",check="repository"} 3.61
+    qlik_probe_runs_total{target="central",check="repository"} 42.0
+    qlik_probe_failures_total{target="central",check="repository",reason="dns"} 0.0
+    qlik_probe_failures_total{target="central",check="repository",reason="timeout"} 1.0
+    qlik_probe_last_run_timestamp_seconds{target="central",check="repository"} 1.7e+09
+    qlik_probe_last_success_timestamp_seconds{target="central",check="repository"} 1.7e+09
+    qlik_repository_build_info{target="central",build_version="14.173.4",build_date="..."} 1.0
+    qlik_engine_build_info{target="central",version="12.1477.0"} 1.0
+    qlik_engine_sessions_active{target="central"} 3.0
+    qlik_proxy_sessions{target="central",virtual_proxy="jwt"} 2.0
+    qlik_cloud_tenant_info{target="cloud-eu",tenant_id="t1",user_id="u1",user_status="active"} 1.0
+    qlik_certificate_not_after_timestamp_seconds{target="central",source="server_repository",
+        subject_cn="sense.example.com",issuer_cn="Sense-CA",serial="1f"} 1.8e+09
+    qlik_certificate_hostname_match{target="central",check="repository"} 1.0
+    qlik_credential_expiry_timestamp_seconds{target="central-jwt",kind="jwt"} 1.8e+09
+    qlik_exporter_build_info{version="0.1.0",python_version="3.11.7"} 1.0
+    qlik_exporter_config_last_reload_successful 1.0
+    qlik_exporter_config_last_reload_success_timestamp_seconds 1.7e+09
+    qlik_exporter_targets 4.0
+
+Self-metrics beyond DESIGN.md (all ``qlik_exporter_*``, emitted only with a status):
+
+- ``qlik_exporter_start_time_seconds``: when the exporter process started (unix seconds).
+- ``qlik_exporter_ready``: 1 when the config is loaded and the scheduler is running.
+- ``qlik_exporter_scheduler_jobs``: scheduled probe jobs (absent if the daemon doesn't say).
+- ``qlik_exporter_checks``: (target, check) pairs with results in the store.
+- ``qlik_exporter_collect_duration_seconds``: time this scrape spent building the metric
+  families from the store (text encoding not included).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Final
+
+from prometheus_client.core import (
+    Metric,
+)
+from prometheus_client.registry import CollectorRegistry
+from prometheus_client.samples import Sample
+
+from exporter import __version__
+from exporter.reasons import Reason
+from exporter.results import (
+    LATENCY_BUCKETS,
+    PHASES,
+    CertificateInfo,
+    ProbeResult,
+    ResultStore,
+    SeriesSnapshot,
+)
+
+_CACHED = "Value from the last scheduled run."
+_TC = ("target", "check")
+_CERT_LABELS = ("target", "source", "subject_cn", "issuer_cn", "serial")
+
+# name: (type, help, label names). Counters and histograms are named without their suffix.
+FAMILIES: Final[dict[str, tuple[str, str, tuple[str, ...]]]] = {
+    "qlik_probe_success": (
+        "gauge",
+        f"1 if the last scheduled run of the check succeeded, else 0. {_CACHED}",
+        _TC,
+    ),
+    "qlik_probe_duration_seconds": (
+        "gauge",
+        f"Wall time of the last scheduled run of the check. {_CACHED}",
+        _TC,
+    ),
+    "qlik_probe_phase_duration_seconds": (
+        "gauge",
+        "Time each phase (resolve, connect, tls, request = time to first byte, read) took in the "
+        f"last scheduled run. {_CACHED}",
+        (*_TC, "phase"),
+    ),
+    "qlik_probe_latency_seconds": (
+        "histogram",
+        "Wall time of every scheduled run of the check, for SLOs.",
+        _TC,
+    ),
+    "qlik_probe_runs": ("counter", "Scheduled runs of the check started.", _TC),
+    "qlik_probe_failures": (
+        "counter",
+        "Failed scheduled runs of the check, by reason.",
+        (*_TC, "reason"),
+    ),
+    "qlik_probe_last_run_timestamp_seconds": (
+        "gauge",
+        "When the last scheduled run of the check finished (unix seconds).",
+        _TC,
+    ),
+    "qlik_probe_last_success_timestamp_seconds": (
+        "gauge",
+        "When a scheduled run of the check last succeeded (unix seconds).",
+        _TC,
+    ),
+    "qlik_repository_build_info": (
+        "gauge",
+        f"Repository build version and date from /qrs/about; always 1. {_CACHED}",
+        ("target", "build_version", "build_date"),
+    ),
+    "qlik_engine_build_info": (
+        "gauge",
+        f"Engine version from the healthcheck or EngineVersion; always 1. {_CACHED}",
+        ("target", "version"),
+    ),
+    "qlik_engine_sessions_active": (
+        "gauge",
+        f"Active engine sessions from the engine healthcheck. {_CACHED}",
+        ("target",),
+    ),
+    "qlik_engine_users_active": (
+        "gauge",
+        f"Active engine users from the engine healthcheck. {_CACHED}",
+        ("target",),
+    ),
+    "qlik_engine_apps_loaded": (
+        "gauge",
+        f"Apps loaded in the engine, from the engine healthcheck. {_CACHED}",
+        ("target",),
+    ),
+    "qlik_engine_memory_committed_bytes": (
+        "gauge",
+        f"Committed engine memory from the engine healthcheck. {_CACHED}",
+        ("target",),
+    ),
+    "qlik_engine_cpu_utilization_ratio": (
+        "gauge",
+        f"Engine CPU utilization (0-1) from the engine healthcheck. {_CACHED}",
+        ("target",),
+    ),
+    "qlik_engine_saturated": (
+        "gauge",
+        f"1 if the engine healthcheck reports the engine saturated. {_CACHED}",
+        ("target",),
+    ),
+    "qlik_proxy_sessions": (
+        "gauge",
+        f"Proxy sessions reported by the proxy check. {_CACHED}",
+        ("target", "virtual_proxy"),
+    ),
+    "qlik_cloud_tenant_info": (
+        "gauge",
+        f"The Qlik Cloud tenant and user the API key belongs to; always 1. {_CACHED}",
+        ("target", "tenant_id", "user_id", "user_status"),
+    ),
+    "qlik_certificate_not_after_timestamp_seconds": (
+        "gauge",
+        "When the certificate expires (unix seconds); exported even when expired or untrusted. "
+        f"{_CACHED}",
+        _CERT_LABELS,
+    ),
+    "qlik_certificate_not_before_timestamp_seconds": (
+        "gauge",
+        f"When the certificate becomes valid (unix seconds). {_CACHED}",
+        _CERT_LABELS,
+    ),
+    "qlik_certificate_hostname_match": (
+        "gauge",
+        "1 if the server certificate covers the target host (also with tls_verify: false). "
+        f"{_CACHED}",
+        _TC,
+    ),
+    "qlik_credential_expiry_timestamp_seconds": (
+        "gauge",
+        f"When the JWT or API key expires (unix seconds), from its exp claim. {_CACHED}",
+        ("target", "kind"),
+    ),
+    # Self-metrics: only with an ExporterStatus (not in /probe registries).
+    "qlik_exporter_build_info": (
+        "gauge",
+        "Exporter version and Python version; always 1.",
+        ("version", "python_version"),
+    ),
+    "qlik_exporter_config_last_reload_successful": (
+        "gauge",
+        "1 if the last config (re)load succeeded, 0 after a rejected reload.",
+        (),
+    ),
+    "qlik_exporter_config_last_reload_success_timestamp_seconds": (
+        "gauge",
+        "When the config was last loaded successfully (unix seconds).",
+        (),
+    ),
+    "qlik_exporter_targets": ("gauge", "Targets in the loaded config (this shard's).", ()),
+    "qlik_exporter_start_time_seconds": (
+        "gauge",
+        "When the exporter started (unix seconds).",
+        (),
+    ),
+    "qlik_exporter_ready": (
+        "gauge",
+        "1 when the config is loaded and the scheduler is running.",
+        (),
+    ),
+    "qlik_exporter_scheduler_jobs": ("gauge", "Probe jobs in the scheduler.", ()),
+    "qlik_exporter_checks": ("gauge", "(target, check) pairs with results in the store.", ()),
+    "qlik_exporter_collect_duration_seconds": (
+        "gauge",
+        "Time this scrape spent building metric families from the result store.",
+        (),
+    ),
+}
+
+_REASONS: Final = tuple(r.value for r in Reason)
+_LE: Final = (*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf")
+_ENGINE_FIELDS: Final = (
+    "sessions_active",
+    "users_active",
+    "apps_loaded",
+    "memory_committed_bytes",
+    "cpu_utilization_ratio",
+    "saturated",
+)
+
+
+_SELF_NAMES: Final = frozenset(n for n in FAMILIES if n.startswith("qlik_exporter_"))
+
+Labels = tuple[tuple[str, str], ...]
+# One sample: (sample name, labels shared by a series, extra label name or None, its value,
+# value). Sharing the series' labels tuple lets both renderers format it once per series.
+Row = tuple[str, Labels, str | None, str, float]
+Families = list[tuple[str, list[Row]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ExporterStatus:
+    """The daemon's own state, for self-metrics, ``/-/ready`` and the status page."""
+
+    reload_ok: bool
+    last_reload_success_ts: float | None
+    targets: int
+    started: float
+    ready: bool
+    scheduler_jobs: int | None = None
+
+
+class QlikCollector:
+    """A prometheus_client collector over a :class:`ResultStore`.
+
+    ``status`` (called on every scrape, possibly from a worker thread) adds the
+    ``qlik_exporter_*`` self-metrics; leave it out for ``/probe`` registries.
+    :meth:`render_text` renders the same families straight to the text format, which is
+    an order of magnitude faster than ``generate_latest`` on large stores.
+    """
+
+    def __init__(
+        self, store: ResultStore, *, status: Callable[[], ExporterStatus] | None = None
+    ) -> None:
+        self._store = store
+        self._status = status
+
+    def describe(self) -> Iterator[Metric]:
+        """The families without samples, so registering never runs a collection."""
+        for name in FAMILIES:
+            if self._status is not None or name not in _SELF_NAMES:
+                yield _metric(name, [])
+
+    def collect(self) -> Iterator[Metric]:
+        """Fresh families from the store's snapshot (and the exporter status)."""
+        for name, rows in self._families():
+            yield _metric(name, rows)
+
+    def render_text(self) -> bytes:
+        """The families in the Prometheus text format 0.0.4 (what ``generate_latest`` gives)."""
+        return render_text(self._families())
+
+    def _families(self) -> Families:
+        begun = time.perf_counter()
+        snapshots = self._store.snapshot()
+        families = build_families(snapshots)
+        if self._status is not None:
+            families += _self_families(self._status(), len(snapshots), begun)
+        return families
+
+
+def build_families(snapshots: Sequence[SeriesSnapshot]) -> Families:
+    """Every probe family as rows, filled from ``snapshots`` (sorted by target)."""
+    fams: dict[str, list[Row]] = {n: [] for n in FAMILIES if n not in _SELF_NAMES}
+    _add_series(fams, snapshots)
+    for target, group in groupby(snapshots, key=lambda s: s.target):
+        latest = sorted((s.latest for s in group if s.latest is not None), key=lambda r: r.finished)
+        _add_target_values(fams, target, latest)
+    return list(fams.items())
+
+
+def _add_series(fams: dict[str, list[Row]], snapshots: Sequence[SeriesSnapshot]) -> None:
+    """The per-(target, check) rows: the hot loop, so it appends plain tuples."""
+    success = fams["qlik_probe_success"]
+    duration = fams["qlik_probe_duration_seconds"]
+    phases = fams["qlik_probe_phase_duration_seconds"]
+    latency = fams["qlik_probe_latency_seconds"]
+    failures = fams["qlik_probe_failures"]
+    last_run = fams["qlik_probe_last_run_timestamp_seconds"]
+    last_ok = fams["qlik_probe_last_success_timestamp_seconds"]
+    hostname = fams["qlik_certificate_hostname_match"]
+    bucket = "qlik_probe_latency_seconds_bucket"
+    for s in snapshots:
+        lab: Labels = (("target", s.target), ("check", s.check))
+        fams["qlik_probe_runs"].append(("qlik_probe_runs_total", lab, None, "", float(s.runs)))
+        got = s.failures
+        failures.extend(
+            ("qlik_probe_failures_total", lab, "reason", r, float(got.get(r, 0))) for r in _REASONS
+        )
+        counts = (*s.latency_buckets, s.latency_count)
+        latency.extend((bucket, lab, "le", le, float(n)) for le, n in zip(_LE, counts, strict=True))
+        latency.append(("qlik_probe_latency_seconds_count", lab, None, "", float(s.latency_count)))
+        latency.append(("qlik_probe_latency_seconds_sum", lab, None, "", s.latency_sum))
+        if s.last_success is not None:
+            last_ok.append(
+                ("qlik_probe_last_success_timestamp_seconds", lab, None, "", s.last_success)
+            )
+        r = s.latest
+        if r is None:
+            continue
+        success.append(("qlik_probe_success", lab, None, "", 1.0 if r.success else 0.0))
+        duration.append(("qlik_probe_duration_seconds", lab, None, "", r.duration))
+        last_run.append(("qlik_probe_last_run_timestamp_seconds", lab, None, "", r.finished))
+        phases.extend(
+            ("qlik_probe_phase_duration_seconds", lab, "phase", p, r.phases[p])
+            for p in PHASES
+            if p in r.phases
+        )
+        if r.hostname_match is not None:
+            match = 1.0 if r.hostname_match else 0.0
+            hostname.append(("qlik_certificate_hostname_match", lab, None, "", match))
+
+
+def _add_target_values(fams: dict[str, list[Row]], target: str, latest: list[ProbeResult]) -> None:
+    """Per-target values: each from the newest result that has it (``latest`` is oldest first)."""
+    build = engine_version = health = proxy = tenant = None
+    certs: dict[tuple[str, str], CertificateInfo] = {}
+    creds: dict[str, float] = {}
+    for r in latest:
+        v = r.values
+        build = v.repository_build or build
+        engine_version = v.engine_version or engine_version
+        health = v.engine_health or health
+        proxy = v.proxy_sessions or proxy
+        tenant = v.tenant or tenant
+        certs.update(((c.source, c.serial), c) for c in r.certificates)
+        creds.update((c.kind, c.expires) for c in r.credentials)
+
+    def add(name: str, labels: Labels, value: float) -> None:
+        fams[name].append((name, (("target", target), *labels), None, "", value))
+
+    if build is not None:
+        add(
+            "qlik_repository_build_info", (("build_version", build[0]), ("build_date", build[1])), 1
+        )
+    if engine_version is not None:
+        add("qlik_engine_build_info", (("version", engine_version),), 1.0)
+    if health is not None:
+        for field in _ENGINE_FIELDS:
+            add(f"qlik_engine_{field}", (), float(getattr(health, field)))
+    if proxy is not None:
+        add("qlik_proxy_sessions", (("virtual_proxy", proxy[0]),), float(proxy[1]))
+    if tenant is not None:
+        ids = (tenant.tenant_id, tenant.user_id, tenant.user_status)
+        add("qlik_cloud_tenant_info", tuple(zip(_TENANT_LABELS, ids, strict=True)), 1.0)
+    for c in certs.values():
+        cert = (c.source, c.subject_cn, c.issuer_cn, c.serial)
+        lab = tuple(zip(_CERT_LABELS[1:], cert, strict=True))
+        add("qlik_certificate_not_after_timestamp_seconds", lab, c.not_after)
+        add("qlik_certificate_not_before_timestamp_seconds", lab, c.not_before)
+    for kind, expires in creds.items():
+        add("qlik_credential_expiry_timestamp_seconds", (("kind", kind),), expires)
+
+
+_TENANT_LABELS: Final = ("tenant_id", "user_id", "user_status")
+
+
+def _self_families(status: ExporterStatus, checks: int, begun: float) -> Families:
+    build: Labels = (("version", __version__), ("python_version", platform.python_version()))
+    values: dict[str, float | None] = {
+        "qlik_exporter_config_last_reload_successful": 1.0 if status.reload_ok else 0.0,
+        "qlik_exporter_config_last_reload_success_timestamp_seconds": (
+            status.last_reload_success_ts
+        ),
+        "qlik_exporter_targets": float(status.targets),
+        "qlik_exporter_start_time_seconds": status.started,
+        "qlik_exporter_ready": 1.0 if status.ready else 0.0,
+        "qlik_exporter_scheduler_jobs": (
+            None if status.scheduler_jobs is None else float(status.scheduler_jobs)
+        ),
+        "qlik_exporter_checks": float(checks),
+        "qlik_exporter_collect_duration_seconds": time.perf_counter() - begun,
+    }
+    out: Families = [
+        ("qlik_exporter_build_info", [("qlik_exporter_build_info", build, None, "", 1)])
+    ]
+    for name, value in values.items():
+        out.append((name, [] if value is None else [(name, (), None, "", value)]))
+    return out
+
+
+def _metric(name: str, rows: list[Row]) -> Metric:
+    """A prometheus_client family from rows (label dicts built once per series)."""
+    typ, doc, _ = FAMILIES[name]
+    metric = Metric(name, doc, typ)
+    samples = metric.samples
+    dicts: dict[int, dict[str, str]] = {}
+    for sample_name, base, extra, extra_value, value in rows:
+        labels = dicts.get(id(base))
+        if labels is None:
+            labels = dicts[id(base)] = dict(base)
+        if extra is not None:
+            labels = {**labels, extra: extra_value}
+        samples.append(Sample(sample_name, labels, value))
+    return metric
+
+
+def _escape(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
+    return value
+
+
+_SPECIAL: Final = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}  # Go spellings
+
+
+def render_text(families: Families) -> bytes:
+    """Rows in the Prometheus text format 0.0.4; series labels are formatted once each."""
+    out: list[str] = []
+    append = out.append
+    formatted: dict[int, str] = {}
+    pairs: dict[tuple[str, str], str] = {}
+    for name, rows in families:
+        typ, doc, _ = FAMILIES[name]
+        exposed = f"{name}_total" if typ == "counter" else name
+        doc = doc.replace("\\", r"\\").replace("\n", r"\n")
+        append(f"# HELP {exposed} {doc}\n# TYPE {exposed} {typ}\n")
+        for sample_name, base, extra, extra_value, value in rows:
+            labels = formatted.get(id(base))
+            if labels is None:
+                labels = formatted[id(base)] = ",".join(f'{k}="{_escape(v)}"' for k, v in base)
+            if extra is not None:
+                pair = pairs.get((extra, extra_value))
+                if pair is None:
+                    pair = pairs[extra, extra_value] = f'{extra}="{_escape(extra_value)}"'
+                labels = f"{labels},{pair}" if labels else pair
+            number = repr(value)
+            if number[-1] in "fn":  # inf, -inf, nan
+                number = _SPECIAL[number]
+            append(
+                f"{sample_name}{{{labels}}} {number}\n" if labels else f"{sample_name} {number}\n"
+            )
+    return "".join(out).encode()
+
+
+def probe_registry(results: Iterable[ProbeResult]) -> CollectorRegistry:
+    """A fresh registry holding only the metrics of ``results`` (for ``/probe``)."""
+    store = ResultStore()
+    for result in results:
+        store.record_start(result.target, result.check)
+        store.record(result)
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(QlikCollector(store))
+    return registry
