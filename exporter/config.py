@@ -261,8 +261,15 @@ class HeaderAuth(_Model):
     @classmethod
     def _reserved(cls, v: str) -> str:
         # Qlik refuses these names for header authentication (help.qlik.com "Virtual proxies").
-        reserved = ("x-qlik-user", "x-qlik-security", "x-qlik-proxysession", "x-qlik-proxyid")
-        reserved += ("x-qlik-trace", "x-qlik-app", "x-qlik-capabilities")
+        reserved = (
+            "x-qlik-user",
+            "x-qlik-security",
+            "x-qlik-proxysession",
+            "x-qlik-proxyid",
+            "x-qlik-trace",
+            "x-qlik-app",
+            "x-qlik-capabilities",
+        )
         if any(r in v.lower() for r in reserved):
             raise ValueError(f"header name {v!r} is reserved by Qlik Sense")
         if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", v):
@@ -488,7 +495,7 @@ def format_errors(exc: ValidationError) -> list[str]:
     return lines
 
 
-def parse_config(data: Mapping[str, Any] | None, *, base_dir: Path) -> Config:
+def parse_config(data: object, *, base_dir: Path) -> Config:
     """Validate already-parsed YAML; raise :class:`ConfigError` listing every problem."""
     if data is None:
         data = {}

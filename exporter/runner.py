@@ -21,7 +21,13 @@ from exporter.checks import CHECKS, ProbeContext
 from exporter.config import Target
 from exporter.reasons import Reason
 from exporter.results import CertificateInfo, ProbeResult
-from exporter.transport import ClosedBeforeResponse, HttpSession, ProbeFailure, Resolver, SystemResolver
+from exporter.transport import (
+    ClosedBeforeResponse,
+    HttpSession,
+    ProbeFailure,
+    Resolver,
+    SystemResolver,
+)
 
 log = logging.getLogger("exporter.probe")
 
@@ -199,7 +205,7 @@ async def _inspect_server(
         async with asyncio.timeout(remaining):
             await inspect.open(rt.target.host, _port_for(rt, check), prepared.tls.inspect)
         await inspect.close()
-    except Exception as exc:  # noqa: BLE001 - best effort; the probe already failed
+    except Exception as exc:
         log.debug("server certificate inspection failed: %s", exc.__class__.__name__)
 
 

@@ -57,7 +57,7 @@ class JwtMethod:
                 self._contexts = build_contexts(self._target)
                 self._ctx_stamp = stamp
             if self._auth.signing_key_file is not None:
-                token, credentials = self._mint(), []
+                token, credentials = self._mint(), list[CredentialInfo]()
                 infos += self._signing_cert
             else:
                 token, credentials = self._static()

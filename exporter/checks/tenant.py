@@ -18,7 +18,9 @@ async def run(ctx: ProbeContext) -> CheckValues:
     user_id, tenant_id, status = me.get("id"), me.get("tenantId"), me.get("status")
     if not all(isinstance(v, str) and v for v in (user_id, tenant_id, status)):
         raise ctx.invalid("/api/v1/users/me lacks id, tenantId or status")
-    assert isinstance(user_id, str) and isinstance(tenant_id, str) and isinstance(status, str)
+    assert isinstance(user_id, str)
+    assert isinstance(tenant_id, str)
+    assert isinstance(status, str)
     name = ""
     try:
         tenant = ctx.json(await ctx.get(ctx.front_port, "/api/v1/tenants/me"))

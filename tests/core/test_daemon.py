@@ -78,13 +78,15 @@ async def test_reload_adds_removes_and_changes_targets(sim: Simulator, tmp_path:
         snaps = {(s.target, s.check): s for s in daemon.store.snapshot()}
         assert set(snaps) == {("b", "repository")}
         latest = snaps[("b", "repository")].latest
-        assert latest is not None and latest.reason == Reason.CONNECT_REFUSED
+        assert latest is not None
+        assert latest.reason == Reason.CONNECT_REFUSED
         # Change b's port to the live one: the next results succeed.
         _write(config, [cert_target(sim, "b", checks=["repository"], interval="1s", timeout="1s")])
         assert await daemon.reload() == []
         await asyncio.sleep(1.5)
         latest = daemon.store.snapshot()[0].latest
-        assert latest is not None and latest.success
+        assert latest is not None
+        assert latest.success
         assert daemon.status.reload_ok
     finally:
         await daemon.stop()
@@ -99,7 +101,8 @@ async def test_invalid_reload_keeps_the_old_config_running(sim: Simulator, tmp_p
     try:
         config.write_text("targets:\n  - name: a\n    type: nope\n")
         errors = await daemon.reload()
-        assert errors and errors[0].startswith("targets[0].")
+        assert errors
+        assert errors[0].startswith("targets[0].")
         assert not daemon.status.reload_ok
         before = _runs(daemon, "a", "repository")
         await asyncio.sleep(2.2)

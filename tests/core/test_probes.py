@@ -275,7 +275,8 @@ async def test_reason_credential_invalid_for_expired_client_certificate(
     assert "expired" in result.error
     assert result.phases == {}
     client = [c for c in result.certificates if c.source == "client"]
-    assert client and client[0].not_after < time.time()
+    assert client
+    assert client[0].not_after < time.time()
 
 
 async def test_reason_unauthorized_for_jwt_signed_by_another_key(
