@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
+import jwt
 from aiohttp import web
 
 from exporter.sim import certs
@@ -157,6 +159,29 @@ class Simulator:
     def cloud_revoke(self, key_or_jti: str) -> str:
         """Revoke a Cloud API key (the key or its jti); returns the jti."""
         return self.cloud.revoke(key_or_jti)
+
+    def mint_jwt(
+        self,
+        user_id: str = "monitor",
+        user_directory: str = "LAB",
+        *,
+        lifetime: float | None = 300.0,
+        algorithm: str = "RS256",
+        **claims: Any,
+    ) -> str:
+        """A JWT the JWT virtual proxy accepts (qs-jwt's claims), signed with its key."""
+        key = (self.certs_dir / "jwt_signing_key.pem").read_bytes()
+        now = int(time.time())
+        payload: dict[str, Any] = {
+            self.jwt_vp.user_id_claim: user_id,
+            self.jwt_vp.user_directory_claim: user_directory,
+            "aud": self.jwt_vp.audience,
+            "iat": now - 30,  # backdated for clock skew, as qs-jwt users do
+            **claims,
+        }
+        if lifetime is not None:
+            payload["exp"] = now + int(lifetime)
+        return jwt.encode(payload, key, algorithm=algorithm)
 
     def _tls_mode(self) -> ClientCertMode:
         return "required" if self._client_cert_mode == "required" else "optional"
