@@ -39,7 +39,8 @@ def test_root_is_a_qmc_like_ca(tmp_path):
     root = load(export.root_file)
     assert cn(root) == "sense.lab-CA"
     bc = root.extensions.get_extension_for_class(x509.BasicConstraints)
-    assert bc.critical and bc.value.ca
+    assert bc.critical
+    assert bc.value.ca
     ski = root.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     aki = root.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
     assert aki.key_identifier == ski.digest
@@ -144,7 +145,8 @@ def test_pfx_loads_back_with_cryptography(client_pfx, sim):
     key, cert, extra = pkcs12.load_key_and_certificates(
         client_pfx.pfx_file.read_bytes(), b"pfx-pass"
     )
-    assert cert is not None and key is not None
+    assert cert is not None
+    assert key is not None
     assert cn(cert) == "QlikClient"
     assert key.public_key().public_numbers() == cert.public_key().public_numbers()
     assert [cn(c) for c in extra] == ["localhost-CA"]

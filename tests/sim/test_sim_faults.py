@@ -92,7 +92,7 @@ async def test_malformed_json_is_not_parseable(sim, sim_mtls):
     status, headers, body = await call("GET", about(sim), sim_mtls, qrs_headers())
     assert status == 200
     assert headers["Content-Type"].startswith("application/json")
-    with pytest.raises(ValueError):
+    with pytest.raises(json.JSONDecodeError):
         json.loads(body)
 
 
@@ -170,7 +170,7 @@ async def engine_socket(session: aiohttp.ClientSession, sim: Simulator, ctx: ssl
 
 
 async def test_engine_fatal_sends_fatal_notification_then_closes(sim, sim_mtls):
-    """`engine_fatal` sends the configured fatal notification instead of OnConnected, then closes."""
+    """`engine_fatal` sends the configured fatal notification, not OnConnected, then closes."""
     sim.faults.set("engine", "engine_fatal", method="OnSessionTimedOut")
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
         ws = await engine_socket(session, sim, sim_mtls)
@@ -205,7 +205,7 @@ async def test_engine_malformed_json_garbles_replies(sim, sim_mtls):
         ws = await engine_socket(session, sim, sim_mtls)
         await ws.receive_str(timeout=3)
         await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "EngineVersion", "handle": -1})
-        with pytest.raises(ValueError):
+        with pytest.raises(json.JSONDecodeError):
             json.loads(await ws.receive_str(timeout=3))
         await ws.close()
 
@@ -237,18 +237,18 @@ async def test_wrong_user_on_cloud_changes_the_user_id(sim, sim_tls):
 
 
 @pytest.mark.parametrize(
-    ("service", "kind", "params"),
+    ("service", "kind", "params", "match"),
     [
-        ("nosuch", "delay", {"seconds": 1}),
-        ("repository", "nosuch", {}),
-        ("repository", "delay", {}),
-        ("repository", "delay", {"seconds": 1, "typo": 2}),
-        ("repository", "status", {"status": 99}),
+        ("nosuch", "delay", {"seconds": 1}, "unknown service"),
+        ("repository", "nosuch", {}, "unknown fault kind"),
+        ("repository", "delay", {}, "needs parameter 'seconds'"),
+        ("repository", "delay", {"seconds": 1, "typo": 2}, "takes no parameter"),
+        ("repository", "status", {"status": 99}, "status must be"),
     ],
 )
-def test_invalid_fault_settings_are_rejected(sim, service, kind, params):
+def test_invalid_fault_settings_are_rejected(sim, service, kind, params, match):
     """Unknown services, kinds or parameters, and missing ones, raise ValueError."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=match):
         sim.faults.set(service, kind, **params)
 
 
