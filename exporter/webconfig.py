@@ -1,0 +1,299 @@
+"""``--web.config.file``: the Prometheus exporter-toolkit web config (TLS and basic auth).
+
+The format is the exporter-toolkit's (https://github.com/prometheus/exporter-toolkit,
+``docs/web-configuration.md``)::
+
+    tls_server_config:
+      cert_file: server.crt          # relative paths resolve against this file's folder
+      key_file: server.key
+      client_ca_file: clients-ca.crt
+      client_auth_type: RequireAndVerifyClientCert
+      min_version: TLS12
+    basic_auth_users:
+      prometheus: $2b$12$...         # bcrypt hash, e.g. from `htpasswd -nBC 12 ""`
+    http_server_config: {}           # accepted; this server has nothing to set there
+
+Differences from the Go toolkit, because Python's ``ssl`` cannot accept a client certificate
+without verifying it: ``RequestClientCert`` and ``RequireAnyClientCert`` also verify the
+certificate against ``client_ca_file`` (they behave like ``VerifyClientCertIfGiven`` and
+``RequireAndVerifyClientCert``). ``cipher_suites``, ``curve_preferences`` and
+``client_allowed_sans`` are rejected rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import ssl
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import bcrypt
+import yaml
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from exporter.config import ConfigError
+
+ClientAuthType = Literal[
+    "NoClientCert",
+    "RequestClientCert",
+    "RequireAnyClientCert",
+    "VerifyClientCertIfGiven",
+    "RequireAndVerifyClientCert",
+]
+TLSVersion = Literal["TLS12", "TLS13"]
+
+_VERIFY_MODES: dict[str, ssl.VerifyMode] = {
+    "NoClientCert": ssl.CERT_NONE,
+    "RequestClientCert": ssl.CERT_OPTIONAL,
+    "RequireAnyClientCert": ssl.CERT_REQUIRED,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+_TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+_UNSUPPORTED = {
+    "cipher_suites": "Go cipher suite names cannot be applied to Python's ssl",
+    "curve_preferences": "Go curve names cannot be applied to Python's ssl",
+    "client_allowed_sans": "use a dedicated client_ca_file instead",
+}
+_BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+
+
+class WebConfigError(ConfigError):
+    """The web config file is invalid; ``errors`` holds one line per problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _resolve(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, str | Path):
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = Path((info.context or {}).get("base_dir", ".")) / path
+    if not path.is_file():
+        raise ValueError(f"file not found: {value}")
+    return path
+
+
+class TLSServerConfig(_Model):
+    """``tls_server_config``: the server certificate and client certificate policy."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+    client_auth_type: ClientAuthType | None = None
+    min_version: TLSVersion = "TLS12"
+    max_version: TLSVersion | None = None
+    prefer_server_cipher_suites: bool | None = None  # accepted; no effect (as in Go >= 1.18)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unsupported(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, why in _UNSUPPORTED.items():
+                if key in data:
+                    raise ValueError(f"{key}: not supported by this exporter ({why})")
+        return data
+
+    @field_validator("cert_file", "key_file", "client_ca_file", mode="before")
+    @classmethod
+    def _path(cls, v: Any, info: ValidationInfo) -> Any:
+        return _resolve(v, info)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TLSServerConfig:
+        auth = self.client_auth_type
+        if self.client_ca_file is not None and auth in (None, "NoClientCert"):
+            raise ValueError(
+                "client_ca_file: set client_auth_type too (e.g. RequireAndVerifyClientCert)"
+            )
+        if auth not in (None, "NoClientCert") and self.client_ca_file is None:
+            raise ValueError(f"client_ca_file: required with client_auth_type {auth}")
+        if self.max_version is not None and self.max_version < self.min_version:
+            raise ValueError("max_version: must not be lower than min_version")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The server-side SSL context; raises :class:`ssl.SSLError`/``OSError`` on bad files."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = _TLS_VERSIONS[self.min_version]
+        if self.max_version is not None:
+            ctx.maximum_version = _TLS_VERSIONS[self.max_version]
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        if self.client_ca_file is not None:
+            ctx.load_verify_locations(cafile=self.client_ca_file)
+        ctx.verify_mode = _VERIFY_MODES[self.client_auth_type or "NoClientCert"]
+        return ctx
+
+
+class WebConfig(_Model):
+    """The whole web config file."""
+
+    tls_server_config: TLSServerConfig | None = None
+    http_server_config: dict[str, Any] | None = None  # accepted; nothing to apply here
+    basic_auth_users: dict[str, str] | None = None
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _bcrypt(cls, users: dict[str, str] | None) -> dict[str, str] | None:
+        for name, hashed in (users or {}).items():
+            if not hashed.startswith(_BCRYPT_PREFIXES) or len(hashed) != 60:
+                raise ValueError(f"{name}: not a bcrypt hash (expected $2y$/$2b$/$2a$...)")
+        return users
+
+    @property
+    def users(self) -> dict[str, str]:
+        """User name to bcrypt hash; empty when basic auth is off."""
+        return dict(self.basic_auth_users or {})
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server SSL context, or ``None`` for plain HTTP."""
+        return None if self.tls_server_config is None else self.tls_server_config.ssl_context()
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    """One ``path: message`` line per error, never echoing an input value."""
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False):
+        path = ""
+        for part in err["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
+        msg = {"extra_forbidden": "unknown key", "missing": "required"}.get(err["type"], err["msg"])
+        msg = msg.removeprefix("Value error, ")
+        key, sep, rest = msg.partition(": ")
+        if sep and key.replace("_", "").isalnum() and " " not in key:
+            path, msg = (f"{path}.{key}" if path else key), rest
+        lines.append(f"{path}: {msg}" if path else msg)
+    return lines
+
+
+def parse_web_config(data: Any, *, base_dir: Path) -> WebConfig:
+    """Validate already-parsed YAML and try the TLS files; raise :class:`WebConfigError`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise WebConfigError(["web config must be a mapping"])
+    try:
+        config = WebConfig.model_validate(dict(data), context={"base_dir": base_dir})
+    except ValidationError as exc:
+        raise WebConfigError(_format_errors(exc)) from None
+    try:
+        config.ssl_context()
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc.__class__.__name__
+        raise WebConfigError(
+            [f"tls_server_config: cannot load the certificate, key or client CA: {reason}"]
+        ) from None
+    return config
+
+
+def load_web_config(path: Path) -> WebConfig:
+    """Read and validate the web config file at ``path``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise WebConfigError([f"{path}: web config file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WebConfigError([f"{path}: cannot read web config file: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise WebConfigError([f"{path}: invalid YAML{where}"]) from None
+    return parse_web_config(data, base_dir=path.resolve().parent)
+
+
+class BasicAuth:
+    """Checks ``Authorization: Basic`` against bcrypt hashes without leaking which users exist.
+
+    Every uncached attempt pays one bcrypt check (against a dummy hash of the same cost for an
+    unknown user) and user names are compared with :func:`hmac.compare_digest`. Successful
+    checks are cached in a small LRU keyed by a SHA-256 of the credentials, so a scraper does
+    not pay bcrypt on every scrape. bcrypt runs in a worker thread, one at a time.
+    """
+
+    def __init__(self, users: Mapping[str, str], *, cache_size: int = 64) -> None:
+        self._users = [(name.encode(), hashed.encode()) for name, hashed in users.items()]
+        cost = max((int(h.split("$")[2]) for h in users.values()), default=10)
+        self._dummy = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=cost))
+        self._cache: OrderedDict[bytes, None] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = asyncio.Lock()
+
+    async def check(self, authorization: str | None) -> bool:
+        """Whether the ``Authorization`` header value carries valid credentials."""
+        credentials = _parse_basic(authorization)
+        if credentials is None:
+            return False
+        user, password = credentials
+        stored, found = self._dummy, False
+        for name, hashed in self._users:  # no early exit: time doesn't depend on the match
+            if hmac.compare_digest(name, user):
+                stored, found = hashed, True
+        key = hashlib.sha256(b"%d:%s:%s:%s" % (len(user), user, stored, password)).digest()
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return True
+        async with self._lock:
+            ok = await asyncio.to_thread(_checkpw, password, stored)
+        if ok and found:
+            self._cache[key] = None
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return ok and found
+
+
+def _checkpw(password: bytes, hashed: bytes) -> bool:
+    try:
+        return bcrypt.checkpw(password, hashed)
+    except ValueError:  # e.g. a password over bcrypt's 72-byte limit
+        return False
+
+
+def _parse_basic(header: str | None) -> tuple[bytes, bytes] | None:
+    if not header:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    user, sep, password = decoded.partition(b":")
+    return (user, password) if sep else None
+
+
+def basic_auth_middleware(users: Mapping[str, str]) -> Middleware:
+    """An aiohttp middleware answering 401 to every request without valid credentials."""
+    auth = BasicAuth(users)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if await auth.check(request.headers.get("Authorization")):
+            return await handler(request)
+        return web.Response(
+            status=401,
+            text="401 Unauthorized: valid basic auth credentials are required\n",
+            headers={"WWW-Authenticate": 'Basic realm="qlik-sense-exporter", charset="UTF-8"'},
+        )
+
+    return middleware
