@@ -133,3 +133,22 @@ async def test_rate_limit_is_off_by_default(sim, sim_tls):
     key = sim.cloud_issue_api_key()
     for _ in range(5):
         assert (await call("GET", me(sim), sim_tls, auth(key)))[0] == 200
+
+
+async def test_qlik_sdk_reads_users_me(sim, monkeypatch):
+    """The published qlik-sdk client gets the user from the tenant with an issued key."""
+    import asyncio
+
+    import requests.adapters
+    from qlik_sdk import AuthType, Config, Qlik
+
+    # qlik-sdk sends prepared requests, which ignore REQUESTS_CA_BUNDLE; trust the sim's root.
+    monkeypatch.setattr(
+        requests.adapters, "DEFAULT_CA_BUNDLE_PATH", str(sim.certs_dir / "root.pem")
+    )
+    host = f"https://localhost:{sim.ports.cloud}"
+    qlik = Qlik(Config(host=host, auth_type=AuthType.APIKey, api_key=sim.cloud_issue_api_key()))
+    user = await asyncio.wait_for(asyncio.to_thread(qlik.users.get_me), timeout=10)
+    user = user if isinstance(user, dict) else vars(user)
+    assert user["id"] == sim.cloud_user_id
+    assert user["tenantId"] == sim.cloud_tenant_id
