@@ -93,9 +93,23 @@ def _resolve(value: str | Path, info: ValidationInfo, *, must_exist: bool = True
         path = path.expanduser()
     if not path.is_absolute():
         path = base / path
-    if must_exist and not path.is_file():
-        raise ValueError(f"file not found: {_show(value)}")
+    if must_exist:
+        try:
+            found = path.is_file()
+        except OSError:  # e.g. a name too long for the file system
+            found = False
+        if not found:
+            raise ValueError(f"file not found: {_show(value)}")
     return path
+
+
+def _resolve_field(value: Any, info: ValidationInfo) -> Path | None:
+    """A ``*_file`` key's value: ``None`` when unset, else an existing file's resolved path."""
+    if value is None:
+        return None
+    if not isinstance(value, str | Path):
+        raise ValueError("expected a file path")
+    return _resolve(value, info)
 
 
 class _Model(BaseModel):
@@ -162,7 +176,7 @@ class CertificateAuth(_Model):
     @field_validator("cert_file", "key_file", mode="before")
     @classmethod
     def _path(cls, v: Any, info: ValidationInfo) -> Any:
-        return _resolve(v, info) if isinstance(v, str | Path) else v
+        return _resolve_field(v, info)
 
     @model_validator(mode="after")
     def _key_needed(self) -> CertificateAuth:
@@ -236,7 +250,7 @@ class JwtAuth(_Model):
     @field_validator("signing_key_file", "signing_cert_file", mode="before")
     @classmethod
     def _path(cls, v: Any, info: ValidationInfo) -> Any:
-        return _resolve(v, info) if isinstance(v, str | Path) else v
+        return _resolve_field(v, info)
 
     @model_validator(mode="after")
     def _minting_needs_user(self) -> JwtAuth:
@@ -335,7 +349,7 @@ class _TargetSettings(_Model):
     @field_validator("ca_file", mode="before")
     @classmethod
     def _path(cls, v: Any, info: ValidationInfo) -> Any:
-        return _resolve(v, info) if isinstance(v, str | Path) else v
+        return _resolve_field(v, info)
 
     @field_validator("virtual_proxy")
     @classmethod
