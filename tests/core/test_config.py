@@ -135,6 +135,23 @@ def test_unknown_home_directory_is_a_missing_file() -> None:
     assert info.value.errors[0] == "targets[0].ca_file: file not found: ~no-such-user-qlik/root.pem"
 
 
+def test_file_name_too_long_is_a_missing_file() -> None:
+    """A file name longer than the file system allows is reported as not found."""
+    name = "x" * 300 + ".pem"
+    target = cert_target(ca_file=name)
+    with pytest.raises(ConfigError) as info:
+        parse_config({"targets": [target]}, base_dir=TESTDATA)
+    assert info.value.errors == [f"targets[0].ca_file: file not found: {name}"]
+
+
+def test_file_key_that_is_not_a_string_is_rejected() -> None:
+    """A number where a file path belongs is reported as not a path."""
+    target = cert_target(auth={**cert_target()["auth"], "cert_file": 5})
+    with pytest.raises(ConfigError) as info:
+        parse_config({"targets": [target]}, base_dir=TESTDATA)
+    assert info.value.errors == ["targets[0].auth.cert_file: expected a file path"]
+
+
 def test_odd_unknown_key_is_quoted_on_one_line() -> None:
     """An unknown key containing a newline is quoted so its error stays one line."""
     with pytest.raises(ConfigError) as info:
