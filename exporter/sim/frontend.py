@@ -233,7 +233,7 @@ class Frontend:
         if key == ("GET", "/qps/csrftoken"):
             return web.Response(headers={"qlik-csrf-token": csrf_token(session)})
         if rest.startswith("/app/") and is_websocket_upgrade(request):
-            return await self.websocket(request, session)
+            return await self.websocket(request, vp, session)
         raise web.HTTPNotFound(text="Not found.")
 
     def whoami(
@@ -267,9 +267,11 @@ class Frontend:
             response.del_cookie(vp.cookie_name, path="/")
         return response
 
-    async def websocket(self, request: web.Request, session: ProxySession) -> web.StreamResponse:
+    async def websocket(
+        self, request: web.Request, vp: VirtualProxy, session: ProxySession
+    ) -> web.StreamResponse:
         """Proxied engine session: needs the session cookie and ``?qlik-csrf-token=``."""
-        if self.session_from_cookie(request, self.split(request.path)[0]) is None:
+        if self.session_from_cookie(request, vp) is None:
             # Bearer/header credentials on an upgrade are refused (CSWSH protection).
             return web.Response(status=401, text="Unauthorized: session cookie required")
         if request.query.get("qlik-csrf-token") != csrf_token(session):

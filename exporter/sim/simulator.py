@@ -27,6 +27,7 @@ from exporter.sim import certs
 from exporter.sim.cloud import CloudTenant, FixedWindow
 from exporter.sim.faults import FaultKind, Faults
 from exporter.sim.middleware import ErrorRenderer, ServiceInfo, fault_middleware, text_error
+from exporter.sim.services import ADMIN_FACTORY, SERVICE_FACTORIES
 from exporter.sim.settings import (
     EngineSettings,
     HeaderVirtualProxy,
@@ -115,7 +116,6 @@ class Simulator:
         self.engine_users_seen: set[tuple[str, str]] = set()
         self.ticket_vp = TicketVirtualProxy()
         self._runners: list[web.AppRunner] = []
-        self._extensions: dict[str, Any] = {}
 
     # -- public helpers -------------------------------------------------------------------
 
@@ -228,17 +228,25 @@ class Simulator:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Write certificates, then bind every service on a free (or the requested) port."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._write_certificates()
-        from exporter.sim.services import ADMIN_FACTORY, SERVICE_FACTORIES
+        """Write certificates, then bind every service on a free (or the requested) port.
 
-        for name, factory in SERVICE_FACTORIES.items():
-            tls = self.tls[name]
-            port = await self._serve(factory(self), getattr(self._requested_ports, name), tls)
-            setattr(self.ports, name, port)
-        self.ports.admin = await self._serve(ADMIN_FACTORY(self), self._requested_ports.admin, None)
+        If a port cannot be bound, whatever already started is stopped and the error raised.
+        """
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.stopping.clear()
+        self._write_certificates()
+        try:
+            await self._start_services()
+        except BaseException:
+            await self.stop()
+            raise
         log.info("simulator listening: %s", asdict(self.ports))
+
+    async def _start_services(self) -> None:
+        for name, factory in SERVICE_FACTORIES.items():
+            requested = getattr(self._requested_ports, name)
+            setattr(self.ports, name, await self._serve(factory(self), requested, self.tls[name]))
+        self.ports.admin = await self._serve(ADMIN_FACTORY(self), self._requested_ports.admin, None)
 
     async def stop(self) -> None:
         """Stop every listener; hung handlers and open websockets are ended first."""
