@@ -265,7 +265,7 @@ def _render_metrics(
         registry.register(collector)
         registry.register(process)
         body = encoder(registry)
-    return (gzip.compress(body, compresslevel=6) if zipped else body), content_type
+    return (gzip.compress(body, compresslevel=1) if zipped else body), content_type
 
 
 def _exposition(body: bytes, content_type: str, *, zipped: bool) -> web.Response:
