@@ -245,6 +245,9 @@ def classify(exc: BaseException, rt: TargetRuntime, check: str) -> tuple[Reason,
     if isinstance(exc, ConnectionResetError | asyncio.IncompleteReadError | BrokenPipeError):
         return Reason.SERVER_ERROR, f"{host} closed the connection mid-request"
     if isinstance(exc, OSError):
+        if exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
+            # aiohttp's ClientOSError (the websocket check) is an OSError with errno set.
+            return Reason.SERVER_ERROR, f"{host} closed the connection mid-request"
         if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNREFUSED):
             return Reason.CONNECT_REFUSED, f"{host}: {exc.strerror}"
         if exc.errno == errno.ETIMEDOUT:

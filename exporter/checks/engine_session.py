@@ -19,7 +19,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from exporter.checks.context import ProbeContext
 from exporter.reasons import Reason
 from exporter.results import CheckValues
-from exporter.transport import ProbeFailure, Resolver, _is_ip
+from exporter.transport import ClosedBeforeResponse, ProbeFailure, Resolver, _is_ip
 
 MAX_FRAME = 1024 * 1024
 GREETING_FRAMES = 5
@@ -82,6 +82,8 @@ async def run(ctx: ProbeContext) -> CheckValues:
             raise exc.certificate_error from None
         except aiohttp.ClientConnectorError as exc:
             raise exc.os_error from None
+        except aiohttp.ServerDisconnectedError:
+            raise ClosedBeforeResponse(fresh=False) from None
         async with ws:
             phases.setdefault("connect", time.perf_counter() - t - phases.get("resolve", 0.0))
             _record_certificate(ctx, ws)

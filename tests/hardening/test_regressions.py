@@ -1,0 +1,60 @@
+"""Regression tests for exporter bugs the hardening tests found, one per bug."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from exporter.reasons import Reason
+from exporter.sim import Simulator
+from tests.core.conftest import cert_target, probe
+
+
+async def test_websocket_reset_during_upgrade_is_server_error(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A connection reset while upgrading to the engine websocket is server_error, as for HTTP."""
+    sim.faults.set("engine", "reset")
+    result = await probe(cert_target(sim, timeout="2s"), "engine_session", tmp_path)
+    assert result.reason == Reason.SERVER_ERROR, result.error
+
+
+@pytest.fixture
+async def silent_engine(sim: Simulator) -> AsyncIterator[int]:
+    """A TLS port with the simulator's server certificate that reads a request and hangs up."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(sim.certs_dir / "server.pem", sim.certs_dir / "server_key.pem")
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(
+            asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError
+        ):
+            await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=ctx)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+
+
+async def test_websocket_closed_without_answer_is_server_error_without_traceback(
+    sim: Simulator, silent_engine: int, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An engine that closes the upgrade request unanswered is server_error, logged untraced."""
+    caplog.set_level(logging.DEBUG)
+    target = cert_target(
+        sim,
+        timeout="2s",
+        ports={"repository": 1, "proxy": 1, "engine": silent_engine},
+    )
+    result = await probe(target, "engine_session", tmp_path)
+    assert result.reason == Reason.SERVER_ERROR, result.error
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
