@@ -169,7 +169,7 @@ def config_check(path: Path) -> int:
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the config."""
-    from exporter.web import build_app, run_server
+    from exporter.web import create_app, run_server
     from exporter.webconfig import WebConfigError, load_web_config
 
     try:
@@ -188,7 +188,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
             return 1
     daemon = Exporter(settings.config_file, shard=settings.shard_spec)
     daemon.start(config)
-    runner, port = await run_server(build_app(daemon), settings.web_listen_address, web_config)
+    app = create_app(daemon, web_config=web_config)
+    runner, port = await run_server(app, settings.web_listen_address, web_config)
     log.info("listening", extra={"address": settings.web_listen_address, "port": port})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
