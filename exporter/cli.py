@@ -260,7 +260,7 @@ async def probe_command(settings: Settings, target: str, check: str | None) -> i
     try:
         results = await daemon.probe(target, check)
     except (KeyError, ValueError) as exc:
-        print(str(exc).strip("'\""), file=sys.stderr)
+        print(exc.args[0] if exc.args else exc, file=sys.stderr)
         return 2
     t = config.target(target)
     assert t is not None

@@ -1,0 +1,114 @@
+"""The command line and the served daemon, end to end against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.cli import main, serve
+from exporter.settings import Settings
+from exporter.sim import Simulator
+from tests.core.conftest import cert_target, closed_port
+
+
+def _config(path: Path, *targets: dict[str, object]) -> Path:
+    path.write_text(yaml.safe_dump({"targets": list(targets)}))
+    return path
+
+
+def _free_port() -> int:
+    return closed_port()
+
+
+def _value(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in an exposition, whatever the label order."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
+async def test_probe_command_prints_a_report_and_exits_zero(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`probe TARGET` prints host, port, build version and date like Ctrl-Q's connection-test."""
+    config = _config(tmp_path / "c.yml", cert_target(sim, "central", checks=["repository"]))
+    code = await asyncio.to_thread(main, ["--config.file", str(config), "probe", "central"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"Testing repository of target central: {sim.host} port {sim.ports.repository}" in out
+    assert "build version: 31.43.0.0" in out
+    assert "build date: 4/12/2024 18:12:20 PM" in out
+    assert "certificate client: CN=QlikClient" in out
+
+
+async def test_probe_command_reports_reason_and_exits_nonzero(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failing probe prints the reason and the error and exits 1."""
+    target = cert_target(sim, "down", checks=["repository"], ports={"repository": closed_port()})
+    config = _config(tmp_path / "c.yml", target)
+    code = await asyncio.to_thread(main, ["probe", "down", "--config.file", str(config)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAILED" in out
+    assert "reason=connect_refused" in out
+
+
+def test_probe_command_unknown_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown target name is a usage error naming it."""
+    config = _config(tmp_path / "c.yml")
+    assert main(["probe", "nope", "--config.file", str(config)]) == 2
+    assert "unknown target 'nope'" in capsys.readouterr().err
+
+
+async def test_served_daemon_metrics_probe_reload_and_sighup(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The real server exposes results, runs /probe, reloads on POST and on SIGHUP."""
+    config = _config(
+        tmp_path / "c.yml",
+        cert_target(sim, "a", checks=["repository"], interval="1s", timeout="1s"),
+    )
+    port = _free_port()
+    settings = Settings(config_file=config, web_listen_address=f"127.0.0.1:{port}")
+    ready = asyncio.Event()
+    server = asyncio.create_task(serve(settings, ready=ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            await asyncio.sleep(1.5)
+            text = await (await http.get(f"{base}/metrics")).text()
+            assert _value(text, "qlik_probe_success", target="a", check="repository") == 1
+            resp = await http.get(f"{base}/probe", params={"target": "a"})
+            assert resp.status == 200
+            probe_text = await resp.text()
+            assert _value(probe_text, "qlik_probe_success", target="a", check="repository") == 1
+            assert (await http.get(f"{base}/probe", params={"target": "zz"})).status == 400
+            _config(
+                config, cert_target(sim, "b", checks=["repository"], interval="1s", timeout="1s")
+            )
+            assert (await http.post(f"{base}/-/reload")).status == 200
+            await asyncio.sleep(1.5)
+            text = await (await http.get(f"{base}/metrics")).text()
+            assert 'target="b"' in text
+            assert 'target="a"' not in text
+            config.write_text("targets: [{name: c}]\n")
+            os.kill(os.getpid(), signal.SIGHUP)
+            await asyncio.sleep(0.5)
+            text = await (await http.get(f"{base}/metrics")).text()
+            assert _value(text, "qlik_exporter_config_last_reload_successful") == 0
+            assert 'target="b"' in text
+    finally:
+        server.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await server
