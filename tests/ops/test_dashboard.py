@@ -31,6 +31,7 @@ SHOWN_METRICS = [
     "qlik_engine_cpu_utilization_ratio",
     "qlik_engine_saturated",
     "qlik_proxy_sessions",
+    "qlik_cloud_tenant_info",
     "qlik_exporter_build_info",
     "qlik_exporter_config_last_reload_successful",
     "qlik_exporter_config_last_reload_success_timestamp_seconds",

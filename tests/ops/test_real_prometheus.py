@@ -168,12 +168,16 @@ def foreign_jwt(audience: str) -> str:
 
 
 def exporter_config(sim: Simulator, folder: Path) -> dict[str, Any]:
-    """Two healthy targets and the two faulty ones, probed every 2 seconds."""
+    """Three healthy targets (certificate, JWT, Cloud) and the two faulty ones, every 2 s."""
     d = sim.certs_dir
     expired = sim.issue_client_files(folder / "expired", expired=True)
     token_file = folder / "bad.jwt"
     token_file.write_text(foreign_jwt(sim.jwt_vp.audience) + "\n")
     token_file.chmod(0o600)
+    api_key_file = folder / "cloud.key"
+    api_key = sim.cloud_issue_api_key(sub=sim.cloud_user_id, expires_in=365 * 86400)
+    api_key_file.write_text(api_key + "\n")
+    api_key_file.chmod(0o600)
     ports = {"repository": sim.ports.repository, "proxy": sim.ports.proxy}
     ports["engine"] = sim.ports.engine
 
@@ -211,6 +215,14 @@ def exporter_config(sim: Simulator, folder: Path) -> dict[str, Any]:
                     "user_directory": "LAB",
                     "user_id": "monitor",
                 },
+            },
+            {
+                "name": "cloud",
+                "type": "cloud",
+                "host": sim.host,
+                "port": sim.ports.cloud,
+                "checks": ["tenant"],
+                "auth": {"method": "apikey", "api_key_file": str(api_key_file)},
             },
             {
                 "name": "expired-cert",
