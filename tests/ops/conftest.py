@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from ops_helpers import CACHE, PrometheusTools
@@ -45,7 +46,7 @@ def _apt(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _unavailable(message: str) -> None:
+def _unavailable(message: str) -> NoReturn:
     """Skip on a developer machine without apt; in CI a missing Prometheus is a failure."""
     if os.environ.get("CI"):
         pytest.fail(message)

@@ -25,14 +25,13 @@ class PrometheusTools:
     prometheus: Path
     promtool: Path
 
-    def promtool_run(self, *args: str | Path, cwd: Path | None = None) -> str:
+    def promtool_run(self, *args: str | Path) -> str:
         """Run promtool; fail the test with its output when it exits non-zero."""
         proc = subprocess.run(
             [str(self.promtool), *map(str, args)],
             capture_output=True,
             text=True,
             timeout=120,
-            cwd=cwd,
             check=False,
         )
         output = proc.stdout + proc.stderr

@@ -127,7 +127,6 @@ def shortened_rules(text: str) -> str:
     """The rules with every ``for:`` of N minutes turned into N seconds (hours into minutes)."""
     data = yaml.safe_load(text)
     for group in data["groups"]:
-        group["interval"] = "1s"
         for rule in group["rules"]:
             if "for" in rule:
                 rule["for"] = re.sub(
