@@ -1,0 +1,667 @@
+"""Performance benchmark of qlik-sense-exporter: ``python bench/run.py [--quick]``.
+
+Not a test and not run in CI. It starts the simulator as separate processes (so their CPU is
+not counted against the exporter), then measures, in one run:
+
+1. CPU per probe and probe-duration p50 of a certificate-auth ``repository`` probe, against
+   Debian's prometheus-blackbox-exporter probing the same endpoint with the same client
+   certificate and headers, and against a raw ``ssl``+``socket`` request (the floor);
+2. the real daemon (``Exporter`` with APScheduler) on 1,000 and 5,000 target-checks at a 30 s
+   interval: missed runs, schedule lag, CPU and RSS;
+3. ``/metrics`` render latency with about 10,000 series, and the event-loop stall a scrape
+   causes.
+
+It prints a Markdown table and writes it to ``bench/results.md`` (raw numbers in
+``bench/results.json``). Everything binds 127.0.0.1; every child process is stopped at the
+end, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+from _common import USER_HEADER, XRFKEY, cert_target, proc_cpu, proc_rss, summary  # noqa: E402
+
+CACHE = Path.home() / ".cache" / "qlik-sense-exporter-bench"
+BLACKBOX_PKG = "prometheus-blackbox-exporter"
+
+TARGETS = {
+    "cpu_vs_blackbox": 0.4,
+    "p50_vs_raw": 1.15,
+    "metrics_p50_ms": 5.0,
+    "loop_stall_ms": 10.0,
+    "rss_1000_mib": 80.0,
+}
+
+
+class Children:
+    """Every child process this run started; all are stopped on exit, also on Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, argv: list[str], log: Path, **kw: Any) -> subprocess.Popen[bytes]:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw
+            )
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in list(self.procs):
+            self.stop(proc)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- simulator -----------------------------------------------------------------------------
+
+
+def start_simulator(children: Children, workdir: Path) -> tuple[subprocess.Popen[bytes], dict]:
+    """``python -m exporter.sim`` on random loopback ports; returns it and its sim.json."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    state = workdir / "sim.json"
+    state.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "exporter.sim", "--dir", str(workdir), "--bind", "127.0.0.1"]
+    proc = children.spawn([*argv, "--log-level", "WARNING"], workdir / "sim.log", cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not state.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"simulator did not start; see {workdir / 'sim.log'}")
+        time.sleep(0.1)
+    time.sleep(0.2)  # sim.json is written in one go, but let the writer finish
+    return proc, json.loads(state.read_text())
+
+
+# -- blackbox_exporter ---------------------------------------------------------------------
+
+
+def blackbox_binary() -> Path:
+    """Debian's blackbox_exporter, unpacked (never installed) into the private cache."""
+    binary = CACHE / "root" / "usr" / "bin" / BLACKBOX_PKG
+    if binary.exists():
+        return binary
+    CACHE.mkdir(parents=True, exist_ok=True)
+    log("fetching prometheus-blackbox-exporter with apt-get download (into the bench cache)")
+    subprocess.run(["apt-get", "download", BLACKBOX_PKG], cwd=CACHE, check=True)
+    deb = sorted(CACHE.glob(f"{BLACKBOX_PKG}_*.deb"))[-1]
+    subprocess.run(["dpkg", "-x", str(deb), str(CACHE / "root")], check=True)
+    return binary
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def blackbox_config(sim: dict[str, Any], path: Path) -> None:
+    files = sim["files"]
+    module = {
+        "prober": "http",
+        "timeout": "5s",
+        "http": {
+            "method": "GET",
+            "preferred_ip_protocol": "ip4",
+            "valid_status_codes": [200],
+            "fail_if_not_ssl": True,
+            "headers": {
+                "Accept": "application/json",
+                "X-Qlik-Xrfkey": XRFKEY,
+                "X-Qlik-User": USER_HEADER,
+            },
+            "tls_config": {
+                "ca_file": files["root.pem"],
+                "cert_file": files["client.pem"],
+                "key_file": files["client_key.pem"],
+            },
+        },
+    }
+    path.write_text(json.dumps({"modules": {"qrs": module}}))  # JSON is YAML
+
+
+def bench_blackbox(
+    children: Children, sim: dict[str, Any], work: Path, n: int, warmup: int
+) -> dict[str, Any]:
+    """Hit blackbox_exporter's /probe n times; its CPU per probe from /proc/PID/stat."""
+    binary = blackbox_binary()
+    config = work / "blackbox.yml"
+    blackbox_config(sim, config)
+    port = free_port()
+    proc = children.spawn(
+        [
+            str(binary),
+            f"--config.file={config}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        work / "blackbox.log",
+    )
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                conn.request("GET", "/-/healthy")
+                conn.getresponse().read()
+                break
+            except OSError:
+                conn.close()
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"blackbox_exporter did not start; see {work}") from None
+                time.sleep(0.1)
+        target = f"https://{sim['host']}:{sim['ports']['repository']}/qrs/about?xrfkey={XRFKEY}"
+        path = "/probe?" + urllib.parse.urlencode({"module": "qrs", "target": target})
+
+        def once() -> tuple[bool, float]:
+            conn.request("GET", path)
+            body = conn.getresponse().read().decode()
+            values = {
+                line.split(" ")[0]: float(line.rsplit(" ", 1)[1])
+                for line in body.splitlines()
+                if line.startswith(("probe_success ", "probe_duration_seconds "))
+            }
+            return values.get("probe_success") == 1.0, values["probe_duration_seconds"]
+
+        for _ in range(warmup):
+            ok, _ = once()
+            if not ok:
+                raise RuntimeError(f"blackbox probe failed; see {work / 'blackbox.log'}")
+        durations: list[float] = []
+        failures = 0
+        cpu0, t0 = proc_cpu(proc.pid), time.perf_counter()
+        for _ in range(n):
+            ok, d = once()
+            durations.append(d)
+            failures += not ok
+        wall, cpu = time.perf_counter() - t0, proc_cpu(proc.pid) - cpu0
+        conn.close()
+        return {
+            "cpu_per_probe": cpu / n,
+            "duration": summary(durations),
+            "failures": failures,
+            "client_wall_per_probe": wall / n,
+            "rss": proc_rss(proc.pid),
+        }
+    finally:
+        children.stop(proc)
+
+
+# -- probe comparison ----------------------------------------------------------------------
+
+
+def bench_probes(
+    children: Children, sim: dict[str, Any], sim_json: Path, work: Path, n: int, warmup: int
+) -> dict[str, Any]:
+    """The exporter's probe and the raw floor, interleaved, in a worker process."""
+    out = work / "probe_worker.out"
+    target = json.dumps(cert_target(sim, "bench"))
+    argv = [sys.executable, str(HERE / "probe_worker.py"), "--sim", str(sim_json)]
+    argv += ["--target", target, "--n", str(n), "--warmup", str(warmup)]
+    with open(out, "wb") as f, open(work / "probe_worker.log", "wb") as err:
+        proc = subprocess.Popen(argv, stdout=f, stderr=err, cwd=ROOT)
+        children.procs.append(proc)
+        try:
+            if proc.wait(timeout=300) != 0:
+                raise RuntimeError(f"probe worker failed; see {work / 'probe_worker.log'}")
+        finally:
+            children.stop(proc)
+    return json.loads(out.read_text())
+
+
+# -- scale ---------------------------------------------------------------------------------
+
+
+def bench_scale(
+    children: Children,
+    sims: list[tuple[subprocess.Popen[bytes], dict[str, Any]]],
+    work: Path,
+    count: int,
+    interval: int,
+    duration: float,
+    *,
+    fixed: bool,
+) -> dict[str, Any]:
+    """The real daemon on ``count`` repository checks spread over the simulators."""
+    name = f"scale_{count}_{'fixed' if fixed else 'asis'}"
+    targets = []
+    for i in range(count):
+        t = cert_target(sims[i % len(sims)][1], f"t{i:05d}")
+        del t["timeout"]
+        targets.append(t)
+    config = work / f"{name}.yml"
+    config.write_text(json.dumps({"defaults": {"interval": f"{interval}s"}, "targets": targets}))
+    out = work / f"{name}.out"
+    argv = [sys.executable, str(HERE / "scale_worker.py"), "--config", str(config)]
+    argv += ["--duration", str(duration)] + (["--fixed"] if fixed else [])
+    sim_cpu0 = [proc_cpu(p.pid) for p, _ in sims]
+    t0 = time.perf_counter()
+    peak_rss, cpu_seen = 0, 0.0
+    with open(out, "wb") as f, open(work / f"{name}.log", "wb") as err:
+        proc = subprocess.Popen(argv, stdout=f, stderr=err, cwd=ROOT)
+        children.procs.append(proc)
+        hard = duration * 1.5 + 10  # loop-blocked workers are killed here
+        try:
+            while proc.poll() is None and time.perf_counter() - t0 < hard:
+                with contextlib.suppress(OSError):
+                    peak_rss = max(peak_rss, proc_rss(proc.pid))
+                    cpu_seen = proc_cpu(proc.pid)
+                time.sleep(0.5)
+            killed = proc.poll() is None
+        finally:
+            children.stop(proc)
+    wall = time.perf_counter() - t0
+    sim_cpu = [proc_cpu(p.pid) - c for (p, _), c in zip(sims, sim_cpu0, strict=True)]
+    result: dict[str, Any] = {"count": count, "fixed": fixed, "killed": killed}
+    if not killed and out.stat().st_size:
+        result |= json.loads(out.read_text())
+    else:
+        result |= {"cpu_seconds": cpu_seen, "cpu_ratio": cpu_seen / wall, "rss_peak": peak_rss}
+    result["rss_peak_observed"] = max(peak_rss, result.get("rss_peak", 0))
+    result["sim_cpu_ratio"] = [c / wall for c in sim_cpu]
+    return result
+
+
+# -- /metrics ------------------------------------------------------------------------------
+
+
+def synthetic_store(checks: int) -> Any:
+    """A ResultStore with ``checks`` successful repository results, like a real run leaves."""
+    from exporter.reasons import Reason
+    from exporter.results import CertificateInfo, CheckValues, ProbeResult, ResultStore
+
+    store = ResultStore()
+    now = time.time()
+    for i in range(checks):
+        name = f"target-{i:05d}"
+        certs = [
+            CertificateInfo("client", "QlikClient", "site-CA", f"{i:x}01", now - 86400, now + 9e6),
+            CertificateInfo("root", "site-CA", "site-CA", f"{i:x}02", now - 86400, now + 9e7),
+            CertificateInfo("server_repository", name, "site-CA", f"{i:x}03", now, now + 9e6),
+        ]
+        for run in range(3):
+            ok = run != 1
+            store.record_start(name, "repository")
+            store.record(
+                ProbeResult(
+                    target=name,
+                    check="repository",
+                    success=ok,
+                    reason=None if ok else Reason.TIMEOUT,
+                    error="",
+                    started=now,
+                    finished=now + 0.01,
+                    duration=0.0123 + run / 1000,
+                    phases={
+                        "resolve": 1e-4,
+                        "connect": 2e-4,
+                        "tls": 3e-3,
+                        "request": 1e-3,
+                        "read": 1e-5,
+                    },
+                    values=CheckValues(repository_build=("31.43.0.0", "4/12/2024 18:12:20 PM")),
+                    certificates=certs,
+                    hostname_match=True,
+                )
+            )
+    return store
+
+
+def bench_metrics(series_target: int, reps: int) -> dict[str, Any]:
+    """Render latency of the real render path, and the loop stall while scraping."""
+    from exporter.metrics import ExporterStatus, QlikCollector
+
+    def status() -> ExporterStatus:
+        return ExporterStatus(True, time.time(), checks, time.time(), True, checks)
+
+    checks = 10
+    one = QlikCollector(synthetic_store(checks), status=status).render_text()
+    per_check = sum(1 for line in one.splitlines() if not line.startswith(b"#")) / checks
+    checks = max(1, round(series_target / per_check))
+    collector = QlikCollector(synthetic_store(checks), status=status)
+    body = collector.render_text()
+    series = sum(1 for line in body.splitlines() if not line.startswith(b"#"))
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        collector.render_text()
+        times.append(time.perf_counter() - t)
+    stall = asyncio.run(loop_stall(collector, reps))
+    return {
+        "checks": checks,
+        "series": series,
+        "bytes": len(body),
+        "render": summary(times),
+        **stall,
+    }
+
+
+async def loop_stall(collector: Any, reps: int) -> dict[str, Any]:
+    """The longest event-loop stall while scraping.
+
+    The renderer runs in a worker thread (as the handler does with ``to_thread``) and, for
+    comparison, inline on the loop; with ``exporter.web`` present, its real aiohttp app is also
+    scraped over HTTP on 127.0.0.1 by a blocking client in a thread.
+    """
+    period = 0.001
+
+    async def measure(work: Any) -> float:
+        lags: list[float] = []
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            while not done.is_set():
+                t = time.perf_counter()
+                await asyncio.sleep(period)
+                lags.append(time.perf_counter() - t - period)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0.05)
+        lags.clear()
+        await work()
+        done.set()
+        await task
+        return max(lags, default=0.0)
+
+    async def idle() -> None:
+        await asyncio.sleep(0.5)
+
+    async def threaded() -> None:
+        for _ in range(reps):
+            await asyncio.to_thread(collector.render_text)
+            await asyncio.sleep(0.005)
+
+    async def inline() -> None:
+        for _ in range(reps):
+            collector.render_text()
+            await asyncio.sleep(0.005)
+
+    out: dict[str, Any] = {"stall_idle": await measure(idle)}
+    out["stall_thread"] = await measure(threaded)
+    out["stall_inline"] = await measure(inline)
+    try:
+        from exporter import web as exporter_web
+    except ImportError:
+        out["web_module"] = False
+        return out
+    out["web_module"] = True
+    from aiohttp import web
+
+    from exporter.config import Config
+
+    status = collector._status  # the synthetic ExporterStatus callable
+    state = type(
+        "State",
+        (),
+        {"store": collector._store, "config": Config(), "status": property(lambda _: status())},
+    )()
+    runner = web.AppRunner(exporter_web.create_app(state), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    latencies: list[float] = []
+
+    def scrape() -> None:  # a blocking client in a thread, as Prometheus would be elsewhere
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(reps):
+            t = time.perf_counter()
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            resp.read()
+            latencies.append(time.perf_counter() - t)
+            assert resp.status == 200
+        conn.close()
+
+    async def scrapes() -> None:
+        await asyncio.to_thread(scrape)
+
+    try:
+        out["stall_web"] = await measure(scrapes)
+        out["web_latency"] = summary(latencies)
+    finally:
+        await runner.cleanup()
+    return out
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def ms(x: float | None) -> str:
+    return "–" if x is None else f"{x * 1000:.2f} ms"
+
+
+def mib(x: float | None) -> str:
+    return "–" if not x else f"{x / 2**20:.0f} MiB"
+
+
+def verdict(ok: bool) -> str:
+    return "**pass**" if ok else "**FAIL**"
+
+
+def report(res: dict[str, Any], args: argparse.Namespace) -> str:
+    p, bb, m = res["probes"], res["blackbox"], res["metrics"]
+    e_cpu, r_cpu = p["exporter"]["cpu"]["mean"], p["raw"]["cpu"]["mean"]
+    e_p50, r_p50 = p["exporter"]["duration"]["p50"], p["raw"]["duration"]["p50"]
+    cpu_ratio = e_cpu / bb["cpu_per_probe"]
+    dur_ratio = e_p50 / r_p50
+    rows = [
+        "| measurement | exporter | blackbox_exporter | raw ssl+socket | ratio | target | result |",
+        "|---|---|---|---|---|---|---|",
+        f"| CPU per probe (mean, n={p['exporter']['cpu']['n']}) | {ms(e_cpu)} | "
+        f"{ms(bb['cpu_per_probe'])} | {ms(r_cpu)} | exporter/blackbox {cpu_ratio:.2f} | ≤ 0.40 | "
+        f"{verdict(cpu_ratio <= TARGETS['cpu_vs_blackbox'])} |",
+        f"| probe duration p50 | {ms(e_p50)} | {ms(bb['duration']['p50'])} | {ms(r_p50)} | "
+        f"exporter/raw {dur_ratio:.2f} | ≤ 1.15 | {verdict(dur_ratio <= TARGETS['p50_vs_raw'])} |",
+        f"| probe duration p99 | {ms(p['exporter']['duration']['p99'])} | "
+        f"{ms(bb['duration']['p99'])} | {ms(p['raw']['duration']['p99'])} | | | |",
+    ]
+    out = [f"## Results ({'quick' if args.quick else 'full'} run)", "", *rows, ""]
+    phases = p["exporter"]["phases_p50"]
+    out.append(
+        "Exporter phase p50: "
+        + ", ".join(f"{k} {ms(v)}" for k, v in phases.items())
+        + f". Probe failures: exporter {p['exporter']['failures']}, "
+        f"blackbox {bb['failures']}. blackbox_exporter uses a fixed xrfkey (`{XRFKEY}`): "
+        "it cannot vary one per request; the exporter and the raw floor use a fresh one."
+    )
+    out += ["", "### Daemon at scale", ""]
+    out.append(
+        "| target-checks | variant | interval | runs due / started | missed | lag p50 | lag p99 "
+        "| latest ok | loop lag max | CPU (cores) | RSS peak | simulators' CPU | result |"
+    )
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in res["scale"]:
+        variant = "proposed fixes (bench patch)" if s["fixed"] else "as is"
+        if s["killed"]:
+            out.append(
+                f"| {s['count']} | {variant} | {args.interval} s | – | did not finish: loop "
+                f"blocked, killed after {s.get('hard', '?')} s | – | – | – | – | "
+                f"{s['cpu_ratio']:.2f} | {mib(s['rss_peak_observed'])} | "
+                f"{', '.join(f'{c:.2f}' for c in s['sim_cpu_ratio'])} | **FAIL** |"
+            )
+            continue
+        ok = s["latest_outcome"].get("ok", 0)
+        missed = s["missed"]
+        checks = [missed == 0]
+        if s["count"] == args.small:
+            checks.append(s["rss_peak_observed"] / 2**20 <= TARGETS["rss_1000_mib"])
+        out.append(
+            f"| {s['count']} | {variant} | {s['interval']:.0f} s | {s['runs_due']} / "
+            f"{s['runs_started']} | {missed} | {s['lag']['p50'] or 0:.3f} s | "
+            f"{s['lag']['p99'] or 0:.3f} s | {ok}/{s['jobs']} | {s['loop_lag']['max']:.2f} s | "
+            f"{s['cpu_ratio']:.2f} | {mib(s['rss_peak_observed'])} | "
+            f"{', '.join(f'{c:.2f}' for c in s['sim_cpu_ratio'])} | {verdict(all(checks))} |"
+        )
+    out += [
+        "",
+        "Targets: no missed run at 5,000 target-checks; RSS ≤ 80 MiB at 1,000. *Missed* counts "
+        "runs due at least one interval before the end that did not start within their "
+        "interval, plus APScheduler's skipped (max instances), missed and coalesced runs. "
+        "*Lag* is the run's actual start minus its scheduled time. *latest ok* is how many "
+        "checks' last result was a success.",
+        "",
+        "### /metrics",
+        "",
+        "| measurement | value | target | result |",
+        "|---|---|---|---|",
+        f"| render, {m['series']} series ({m['checks']} checks, {m['bytes'] / 1024:.0f} KiB), p50 "
+        f"| {ms(m['render']['p50'])} | ≤ 5 ms | "
+        f"{verdict(m['render']['p50'] * 1000 <= TARGETS['metrics_p50_ms'])} |",
+        f"| render p99 | {ms(m['render']['p99'])} | | |",
+        *web_rows(m),
+        f"| longest loop stall, render in a worker thread | {ms(m['stall_thread'])} | "
+        + (
+            "| |"
+            if m["web_module"]
+            else f"≤ 10 ms | {verdict(m['stall_thread'] * 1000 <= TARGETS['loop_stall_ms'])} |"
+        ),
+        f"| longest loop stall, render inline on the loop | {ms(m['stall_inline'])} | | |",
+        f"| longest loop stall, idle loop (noise floor) | {ms(m['stall_idle'])} | | |",
+        "",
+        "Render is the real render path (`QlikCollector.render_text`) timed directly. "
+        + (
+            "The scrape rows drive `exporter.web.create_app` served by aiohttp on 127.0.0.1, "
+            "scraped by a blocking client in a thread; the stall is the longest lateness of a "
+            "1 ms ticker task on the server's loop."
+            if m["web_module"]
+            else "`exporter.web` did not exist at the time of the run, so the stall is the "
+            "longest lateness of a 1 ms ticker task while the renderer ran in a thread."
+        ),
+        "",
+        f"Machine: {res['machine']}.",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def web_rows(m: dict[str, Any]) -> list[str]:
+    if not m["web_module"]:
+        return []
+    lat = m["web_latency"]
+    return [
+        f"| GET /metrics over HTTP (exporter.web), p50 / p99 | {ms(lat['p50'])} / "
+        f"{ms(lat['p99'])} | | |",
+        f"| longest loop stall while scraping /metrics | {ms(m['stall_web'])} | ≤ 10 ms | "
+        f"{verdict(m['stall_web'] * 1000 <= TARGETS['loop_stall_ms'])} |",
+    ]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    import ssl
+
+    return (
+        f"{os.cpu_count()} × {cpu}, Linux {platform.release()}, Python "
+        f"{platform.python_version()}, {ssl.OPENSSL_VERSION}"
+    )
+
+
+def run(args: argparse.Namespace, children: Children, work: Path) -> dict[str, Any]:
+    res: dict[str, Any] = {"machine": machine()}
+    log("starting the simulator(s)")
+    sims = [start_simulator(children, work / f"sim{i}") for i in range(args.sims)]
+    _, sim = sims[0]
+    sim_json = work / "sim0" / "sim.json"
+    log(f"probe comparison: {args.n} probes each")
+    res["probes"] = bench_probes(children, sim, sim_json, work, args.n, args.warmup)
+    res["blackbox"] = bench_blackbox(children, sim, work, args.n, args.warmup)
+    log("/metrics render")
+    res["metrics"] = bench_metrics(10_000, args.metrics_reps)
+    res["scale"] = []
+    duration = 2 * args.interval + 8
+    for count, fixed in [
+        (args.small, False),
+        (args.large, False),
+        (args.small, True),
+        (args.large, True),
+    ]:
+        log(
+            f"daemon: {count} target-checks, "
+            f"{'with proposed fixes' if fixed else 'as is'}, ~{duration:.0f} s"
+        )
+        s = bench_scale(children, sims, work, count, args.interval, duration, fixed=fixed)
+        s["hard"] = round(duration * 1.5 + 10)
+        res["scale"].append(s)
+    return res
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smaller and shorter (about a minute)")
+    p.add_argument("--sims", type=int, default=2, help="simulator processes for the scale runs")
+    p.add_argument("--keep", action="store_true", help="keep the work folder (logs, configs)")
+    args = p.parse_args()
+    if args.quick:
+        args.n, args.warmup, args.metrics_reps = 150, 10, 30
+        args.small, args.large, args.interval = 200, 1000, 10
+    else:
+        args.n, args.warmup, args.metrics_reps = 600, 30, 100
+        args.small, args.large, args.interval = 1000, 5000, 30
+    children = Children()
+    work = Path(tempfile.mkdtemp(prefix="qlik-exporter-bench-"))
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        res = run(args, children, work)
+    except KeyboardInterrupt:
+        log("interrupted; stopping child processes")
+        return 130
+    finally:
+        children.stop_all()
+        if args.keep:
+            log(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    text = report(res, args)
+    (HERE / "results.md").write_text(text)
+    (HERE / "results.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Worker process: the real daemon (``Exporter`` with APScheduler) on N targets for a while.
+
+Run by ``bench/run.py``; prints one JSON object. Instrumentation lives here, not in the
+product: an ``EVENT_JOB_SUBMITTED`` listener notes each job's scheduled run time, a wrapper
+around the exporter's job function notes when the run actually starts, and the other
+scheduler events (missed, max instances reached) are counted. A ticker task measures
+event-loop lag, and this process's CPU and RSS are sampled once a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import proc_cpu, proc_rss, summary
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+    JobSubmissionEvent,
+)
+
+from exporter.config import load_config
+from exporter.daemon import Exporter
+from exporter.runner import TargetRuntime
+
+
+def apply_proposed_fixes() -> None:
+    """Bench-side what-if patches for the problems this benchmark found (not in the product).
+
+    1. One client identity and TLS context pair per set of files instead of per target:
+       ``load_identity`` (RSA key load and check, ~70 ms) and ``build_contexts`` (system trust
+       store load, ~45 ms and ~1 MiB per context) are cached by the files' stamps.
+    2. Runs spread over the whole interval instead of its first ``FIRST_RUN_SPREAD`` seconds.
+    """
+    import exporter.auth.certificate as cert_auth
+    import exporter.daemon as daemon
+    from exporter.auth.common import file_stamp
+
+    load_identity, build_contexts = cert_auth.load_identity, cert_auth.build_contexts
+    identities: dict[Any, Any] = {}
+    contexts: dict[Any, Any] = {}
+
+    def cached_identity(auth: Any) -> Any:
+        key = file_stamp(auth.cert_file, auth.key_file, auth.key_password_file)
+        if key not in identities:
+            identities[key] = load_identity(auth)
+        return identities[key]
+
+    def cached_contexts(target: Any, identity: Any = None) -> Any:
+        key = (target.tls_verify, file_stamp(target.ca_file), identity and id(identity[1]))
+        if key not in contexts:
+            contexts[key] = build_contexts(target, identity)
+        return contexts[key]
+
+    cert_auth.load_identity = cached_identity  # type: ignore[assignment]
+    cert_auth.build_contexts = cached_contexts  # type: ignore[assignment]
+    daemon.FIRST_RUN_SPREAD = 1e9  # min(interval, spread) = the interval
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    if args.fixed:
+        apply_proposed_fixes()
+    config_file = Path(args.config)
+    config = load_config(config_file)
+    interval = float(config.targets[0].interval)
+    exp = Exporter(config_file)
+    pending: dict[str, float] = {}  # job id -> scheduled run time (unix seconds)
+    coalesced = 0
+    events: Counter[str] = Counter()
+    starts: list[tuple[float, float]] = []  # (scheduled, actual start)
+    run_times: list[float] = []
+    original_run = exp._run
+
+    async def timed_run(rt: TargetRuntime, check: str) -> None:
+        began = time.time()
+        scheduled = pending.pop(f"{rt.target.name}/{check}", None)
+        if scheduled is not None:
+            starts.append((scheduled, began))
+        t0 = time.perf_counter()
+        await original_run(rt, check)
+        run_times.append(time.perf_counter() - t0)
+
+    exp._run = timed_run  # type: ignore[method-assign]  # the scheduler picks up self._run
+
+    def on_event(event: JobEvent) -> None:
+        nonlocal coalesced
+        if isinstance(event, JobSubmissionEvent):
+            times = event.scheduled_run_times
+            coalesced += len(times) - 1
+            pending[event.job_id] = times[-1].timestamp()
+        elif event.code == EVENT_JOB_MISSED:
+            events["missed"] += 1
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            events["max_instances"] += 1
+        elif event.code == EVENT_JOB_ERROR:
+            events["error"] += 1
+
+    rss0 = proc_rss()
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        period = 0.01
+        while not stop.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(period)
+            lags.append(time.perf_counter() - t - period)
+
+    samples: list[tuple[float, float, int]] = []
+
+    async def sampler() -> None:
+        while not stop.is_set():
+            samples.append((time.perf_counter(), proc_cpu(), proc_rss()))
+            await asyncio.sleep(1.0)
+
+    tasks = [asyncio.create_task(ticker()), asyncio.create_task(sampler())]
+    t_start = time.time()
+    exp.start(config)
+    assert exp._scheduler is not None
+    exp._scheduler.add_listener(
+        on_event,
+        EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR,
+    )
+    firsts = [job.next_run_time.timestamp() for job in exp._scheduler.get_jobs()]
+    setup = time.time() - t_start
+    await asyncio.sleep(args.duration)
+    t_stop = time.time()
+    rss_before_stop = proc_rss()
+    await exp.stop()
+    stop.set()
+    await asyncio.gather(*tasks)
+
+    # Every run due at least one interval before the end must have started within its interval.
+    started = {round(s, 3): a for s, a in starts}
+    due = [f + k * interval for f in firsts for k in range(int((t_stop - f) // interval) + 1)]
+    checked = [s for s in due if s + interval <= t_stop]
+    late = [s for s in checked if started.get(round(s, 3), float("inf")) - s > interval]
+    lag = [a - s for s, a in starts]
+    snap = exp.store.snapshot()
+    outcome: Counter[str] = Counter()
+    for s in snap:
+        r = s.latest
+        outcome[
+            "ok" if r is not None and r.success else (r.reason.value if r and r.reason else "none")
+        ] += 1
+    failures: Counter[str] = Counter()
+    for s in snap:
+        failures.update(s.failures)
+    span = samples[-1][0] - samples[0][0] if len(samples) > 1 else 1.0
+    cpu = samples[-1][1] - samples[0][1] if len(samples) > 1 else 0.0
+    return {
+        "jobs": len(firsts),
+        "interval": interval,
+        "duration": t_stop - t_start,
+        "setup_seconds": setup,
+        "runs_started": len(starts),
+        "runs_due": len(due),
+        "runs_checked": len(checked),
+        "missed": len(late) + events["missed"] + events["max_instances"] + coalesced,
+        "missed_detail": {
+            "not_started_within_interval": len(late),
+            "coalesced": coalesced,
+            **events,
+        },
+        "lag": summary(lag),
+        "run_time": summary(run_times),
+        "loop_lag": summary(lags),
+        "latest_outcome": dict(outcome),
+        "failures_total": dict(failures),
+        "cpu_seconds": cpu,
+        "cpu_ratio": cpu / span,
+        "rss_start": rss0,
+        "rss_peak": max(s[2] for s in samples),
+        "rss_end": rss_before_stop,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", required=True)
+    p.add_argument("--duration", type=float, required=True)
+    p.add_argument("--fixed", action="store_true", help="apply the proposed fixes (what-if)")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    print(json.dumps(asyncio.run(main_async(args))))
+
+
+if __name__ == "__main__":
+    main()
