@@ -6,8 +6,8 @@
 #   2. the Dockerfile built against it with --build-arg BASE_IMAGE=...;
 #   3. image metadata: non-root numeric USER, HEALTHCHECK, EXPOSE 9851, default CMD;
 #   4. `--config.check` on mounted configs: a valid one exits 0, an invalid one exits 1 with the error;
-#   5. the default CMD with a mounted config in a container with no network: the HEALTHCHECK
-#      (`podman healthcheck run`) reports healthy;
+#   5. the default CMD with a mounted config in a container with no network, a read-only root
+#      filesystem and no capabilities: the HEALTHCHECK (`podman healthcheck run`) reports healthy;
 #   6. `qlik-sense-exporter demo` on the host network, listening on 127.0.0.1 only: /metrics read
 #      from the host shows real values, the process runs as a non-root user, nothing it opened
 #      listens beyond loopback, and the HEALTHCHECK reports healthy;
@@ -24,7 +24,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly REPO_ROOT
 readonly HERE="${REPO_ROOT}/tests/container"
-readonly CACHE_DIR="${QSE_TEST_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/qlik-sense-exporter-test}"
+readonly CACHE_DIR="${QSE_TEST_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/qlik-sense-exporter-test}"
 readonly SUITE=bookworm
 readonly BASE_PACKAGES=python3,python3-venv,ca-certificates
 readonly RUN_ID="$$"
@@ -334,14 +334,20 @@ wait_healthy() {
 		sleep 2
 	done
 	pass "podman healthcheck run ${ct}: ${out:-healthy}"
+	local status
+	status=$(podman container inspect --format '{{.State.Health.Status}}' "${ct}")
+	[[ "${status}" == healthy ]] || fail "${ct}'s health status is '${status}'"
+	pass "podman inspect ${ct}: health status ${status}"
 }
 
 check_default_cmd() {
-	log "default CMD with a mounted config (no network: nothing is reachable from outside)"
+	log "default CMD with a mounted config, hardened as in Kubernetes (no network: nothing is reachable from outside)"
 	start_container "${CT_DEFAULT}" --network none \
+		--read-only --cap-drop ALL --security-opt no-new-privileges \
 		-v "${WORK}/config:/etc/qlik-sense-exporter:ro" "${IMAGE}"
 	wait_healthy "${CT_DEFAULT}"
-	podman rm --force --time 0 "${CT_DEFAULT}" >/dev/null
+	pass "runs with a read-only root filesystem, no capabilities and no-new-privileges"
+	podman rm --force --time 0 "${CT_DEFAULT}" >/dev/null 2>&1
 }
 
 check_demo() {
@@ -363,6 +369,7 @@ check_demo() {
 		sleep 2
 	done
 	pass "from the host: $(grep -Em1 '^qlik_probe_success\{[^}]*\} 1' <<<"${metrics}")"
+	pass "$(grep -Ec '^qlik_probe_success\{[^}]*\} 1' <<<"${metrics}") of $(grep -c '^qlik_probe_success{' <<<"${metrics}") demo checks succeed so far"
 	pass "from the host: $(grep -m1 '^qlik_repository_build_info{' <<<"${metrics}")"
 
 	local uid
