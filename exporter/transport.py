@@ -77,6 +77,19 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def _is_digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts ``²`` and other digits int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
+async def _readline(reader: asyncio.StreamReader) -> bytes:
+    """One line of the response head; a line longer than the reader's limit is invalid."""
+    try:
+        return await reader.readline()
+    except ValueError:  # asyncio's LimitOverrunError, re-raised by readline as ValueError
+        raise ProbeFailure(Reason.INVALID_RESPONSE, "response line too long") from None
+
+
 @dataclass(slots=True)
 class HttpResponse:
     """A fully read response."""
@@ -179,7 +192,7 @@ class HttpSession:
         conn.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         t = time.perf_counter()
         await conn.writer.drain()
-        status_line = await conn.reader.readline()
+        status_line = await _readline(conn.reader)
         conn.requests += 1
         if not status_line:
             ssl_obj = conn.writer.get_extra_info("ssl_object")
@@ -193,7 +206,7 @@ class HttpSession:
 
     async def _read_response(self, conn: _Conn, status_line: bytes, *, head: bool) -> HttpResponse:
         parts = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not _is_digits(parts[1]):
             raise ProbeFailure(Reason.INVALID_RESPONSE, f"not an HTTP response: {parts[0][:40]!r}")
         status = int(parts[1])
         headers = await self._read_headers(conn.reader)
@@ -202,7 +215,7 @@ class HttpSession:
         elif "chunked" in headers.get("Transfer-Encoding", "").lower():
             body = await self._read_chunked(conn.reader)
         elif (length := headers.get("Content-Length")) is not None:
-            if not length.strip().isdigit():
+            if not _is_digits(length.strip()):
                 raise ProbeFailure(Reason.INVALID_RESPONSE, "invalid Content-Length")
             n = int(length)
             if n > self.max_body:
@@ -220,7 +233,7 @@ class HttpSession:
         headers: CIMultiDict[str] = CIMultiDict()
         total = 0
         while True:
-            line = await reader.readline()
+            line = await _readline(reader)
             total += len(line)
             if total > MAX_HEADER_BYTES:
                 raise ProbeFailure(Reason.INVALID_RESPONSE, "response headers too large")
@@ -236,13 +249,15 @@ class HttpSession:
     async def _read_chunked(self, reader: asyncio.StreamReader) -> bytes:
         body = bytearray()
         while True:
-            size_line = (await reader.readline()).split(b";", 1)[0].strip()
+            size_line = (await _readline(reader)).split(b";", 1)[0].strip()
             try:
                 size = int(size_line, 16)
             except ValueError:
-                raise ProbeFailure(Reason.INVALID_RESPONSE, "malformed chunked body") from None
+                size = -1
+            if size < 0 or not size_line.isalnum():
+                raise ProbeFailure(Reason.INVALID_RESPONSE, "malformed chunked body")
             if size == 0:
-                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                while (await _readline(reader)) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
                 return bytes(body)
             if len(body) + size > self.max_body:

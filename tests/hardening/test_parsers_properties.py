@@ -1,0 +1,426 @@
+"""Property tests: no server answer makes a parser raise anything but a failure reason.
+
+Every check is run end to end against a fake HTTP session that answers with an arbitrary
+status and body (so status mapping, JSON decoding and the check's own parsing all see it);
+the engine websocket greeting and EngineVersion reply get arbitrary frames; ``token_expiry``
+gets arbitrary strings and arbitrary claim sets; and the transport's response reader gets
+arbitrary bytes through a real ``asyncio.StreamReader``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from multidict import CIMultiDict
+
+from exporter.auth.common import CredentialError, Prepared, TlsContexts, token_expiry
+from exporter.checks import CHECKS, ProbeContext
+from exporter.checks.engine import parse_health
+from exporter.checks.engine_session import _greeting, _next_message, _version
+from exporter.checks.repository import parse_about
+from exporter.config import Target, parse_config
+from exporter.results import CheckValues
+from exporter.transport import (
+    MAX_HEADER_BYTES,
+    ClosedBeforeResponse,
+    HttpResponse,
+    HttpSession,
+    ProbeFailure,
+    _Conn,
+)
+
+T = TypeVar("T")
+MAX_EXAMPLES = 150
+PROPS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=6)
+    ),
+    max_leaves=25,
+)
+
+
+def outcome(fn: Callable[[], T]) -> tuple[T | None, ProbeFailure | None]:
+    """``fn()``'s value, or the ProbeFailure it raised; any other exception propagates."""
+    try:
+        return fn(), None
+    except ProbeFailure as exc:
+        return None, exc
+
+
+async def outcome_async(coro: Awaitable[T]) -> tuple[T | None, ProbeFailure | None]:
+    """The awaited value, or the ProbeFailure it raised; any other exception propagates."""
+    try:
+        return await coro, None
+    except ProbeFailure as exc:
+        return None, exc
+
+
+def _near(keys: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Objects shaped almost like a documented answer: its keys with arbitrary values."""
+    return st.fixed_dictionaries({}, optional={k: v for k, v in keys.items()}) | json_values
+
+
+about_like = _near({"buildVersion": json_values | st.text(), "buildDate": json_values})
+health_like = _near(
+    {
+        "version": st.text(max_size=80) | json_values,
+        "apps": st.fixed_dictionaries({}, optional={"loaded_docs": json_values}) | json_values,
+        "session": st.fixed_dictionaries({}, optional={"active": json_values}),
+        "users": st.fixed_dictionaries({}, optional={"active": json_values}),
+        "mem": st.fixed_dictionaries(
+            {}, optional={"committed": json_values, "comitted": json_values}
+        ),
+        "cpu": st.fixed_dictionaries({}, optional={"total": json_values}),
+        "saturated": json_values,
+    }
+)
+whoami_like = _near(
+    {"userDirectory": json_values | st.just("LAB"), "userId": json_values, "session": json_values}
+)
+users_me_like = _near({"id": json_values, "tenantId": json_values, "status": json_values})
+
+
+@functools.cache
+def _target(method: str) -> Target:
+    auth: dict[str, Any] = {
+        "header": {"method": "header", "header_name": "X-Sso-User", "user_id": "monitor"},
+        "apikey": {"method": "apikey", "api_key": "not-a-real-key"},
+        "certificate": {"method": "header", "header_name": "X-Sso-User", "user_id": "monitor"},
+    }[method]
+    target = {
+        "name": "t",
+        "type": "cloud" if method == "apikey" else "qseow",
+        "host": "localhost",
+        "auth": auth,
+    }
+    if method == "header":
+        target["virtual_proxy"] = "hdr"
+    return parse_config({"targets": [target]}, base_dir=Path(".")).targets[0]
+
+
+class FakeSession:
+    """An HttpSession stand-in that answers every request with one canned response."""
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.response = HttpResponse(status, "Reason", CIMultiDict(headers or {}), body)
+        self.phases: dict[str, float] = {}
+
+    async def request(self, *args: Any) -> HttpResponse:
+        """The canned response."""
+        return self.response
+
+
+@functools.cache
+def _tls() -> TlsContexts:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # never used to connect
+    return TlsContexts(ctx, ctx)
+
+
+def _ctx(method: str, check: str, session: FakeSession, *, via_proxy: bool) -> ProbeContext:
+    return ProbeContext(
+        target=_target(method),
+        check=check,
+        auth=Prepared(tls=_tls()),
+        session=session,  # type: ignore[arg-type]
+        via_proxy=via_proxy,
+    )
+
+
+def _plain_ctx(check: str) -> ProbeContext:
+    return _ctx("certificate", check, FakeSession(200, b""), via_proxy=False)
+
+
+# (check, auth method, via proxy) of every HTTP check path.
+HTTP_PATHS = [
+    ("repository", "certificate", False),
+    ("repository", "header", True),
+    ("proxy", "certificate", False),
+    ("proxy", "header", True),
+    ("engine", "certificate", False),
+    ("engine", "header", True),
+    ("tenant", "apikey", False),
+]
+SHAPES = {
+    "repository": about_like,
+    "proxy": whoami_like | st.lists(json_values, max_size=4),
+    "engine": health_like,
+    "tenant": users_me_like,
+}
+
+
+def _body(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+@given(data=st.data())
+@PROPS
+@pytest.mark.parametrize(("check", "method", "via_proxy"), HTTP_PATHS)
+async def test_http_check_raises_only_probe_failure_for_any_answer(
+    check: str, method: str, via_proxy: bool, data: st.DataObject
+) -> None:
+    """Any status and body (near-documented JSON or raw bytes) is a result or a reason."""
+    status = data.draw(
+        st.sampled_from([200, 200, 200, 201, 204, 302, 400, 401, 403, 404, 429, 500])
+    )
+    body = data.draw(st.one_of(SHAPES[check].map(_body), st.binary(max_size=200)))
+    headers = data.draw(
+        st.fixed_dictionaries(
+            {}, optional={"Retry-After": st.text(max_size=10), "Set-Cookie": st.text(max_size=40)}
+        )
+    )
+    ctx = _ctx(method, check, FakeSession(status, body, headers), via_proxy=via_proxy)
+    values, failure = await outcome_async(CHECKS[check](ctx))
+    assert isinstance(values, CheckValues) or (failure is not None and failure.message)
+
+
+@given(about=about_like)
+@PROPS
+def test_parse_about_raises_only_probe_failure(about: Any) -> None:
+    """parse_about turns any JSON value into build info or invalid_response."""
+    values, failure = outcome(lambda: parse_about(_plain_ctx("repository"), about))
+    if failure is not None:
+        assert failure.reason == "invalid_response"
+    else:
+        assert values.repository_build is not None
+        assert all(len(v) <= 64 for v in values.repository_build)
+
+
+@given(health=health_like)
+@PROPS
+def test_parse_health_raises_only_probe_failure(health: Any) -> None:
+    """parse_health turns any JSON value into engine numbers or invalid_response."""
+    values, failure = outcome(lambda: parse_health(_plain_ctx("engine"), health))
+    if failure is not None:
+        assert failure.reason == "invalid_response"
+    else:
+        assert values.engine_health is not None
+        assert values.engine_version is not None
+        assert len(values.engine_version) <= 64
+
+
+@given(reply=_near({"result": json_values, "error": json_values, "id": json_values}))
+@PROPS
+def test_engine_version_reply_raises_only_probe_failure(reply: Any) -> None:
+    """Any EngineVersion reply object is a version string or invalid_response."""
+    if not isinstance(reply, dict):
+        reply = {"result": reply}
+    version, failure = outcome(lambda: _version(_plain_ctx("engine_session"), reply))
+    if failure is not None:
+        assert failure.reason == "invalid_response"
+    else:
+        assert isinstance(version, str)
+        assert 0 < len(version) <= 64
+
+
+class FakeWebSocket:
+    """Hands out prepared frames, then a close."""
+
+    close_code = 1000
+
+    def __init__(self, frames: list[aiohttp.WSMessage]) -> None:
+        self._frames: Iterator[aiohttp.WSMessage] = iter(frames)
+
+    async def receive(self) -> aiohttp.WSMessage:
+        """The next frame, or CLOSED when none are left."""
+        return next(self._frames, aiohttp.WSMessage(aiohttp.WSMsgType.CLOSED, None, None))
+
+    def exception(self) -> BaseException | None:
+        """No transport error."""
+        return None
+
+
+frame_text = st.one_of(
+    _near(
+        {
+            "method": st.sampled_from(
+                ["OnConnected", "OnAuthenticationInformation", "OnMaxParallelSessionsExceeded"]
+            )
+            | json_values,
+            "params": st.fixed_dictionaries(
+                {},
+                optional={
+                    "severity": st.sampled_from(["fatal", "info"]) | json_values,
+                    "mustAuthenticate": json_values,
+                },
+            )
+            | json_values,
+            "id": json_values,
+        }
+    ).map(json.dumps),
+    st.text(max_size=40),
+)
+frames = st.lists(
+    st.one_of(
+        frame_text.map(lambda t: aiohttp.WSMessage(aiohttp.WSMsgType.TEXT, t, None)),
+        st.binary(max_size=20).map(lambda b: aiohttp.WSMessage(aiohttp.WSMsgType.BINARY, b, None)),
+        st.sampled_from(
+            [aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.PING]
+        ).map(lambda t: aiohttp.WSMessage(t, None, None)),
+    ),
+    max_size=7,
+)
+
+
+@given(frames=frames)
+@PROPS
+async def test_engine_greeting_raises_only_probe_failure(frames: list[aiohttp.WSMessage]) -> None:
+    """Any sequence of websocket frames is a greeting, a reply, or a failure reason."""
+    ctx = _plain_ctx("engine_session")
+    ws = FakeWebSocket(frames)
+
+    async def converse() -> str:
+        await _greeting(ctx, ws)  # type: ignore[arg-type]
+        reply = await _next_message(ctx, ws, expect_id=1)  # type: ignore[arg-type]
+        return _version(ctx, reply)
+
+    version, failure = await outcome_async(converse())
+    if failure is not None:
+        assert failure.reason in ("invalid_response", "session_rejected")
+    else:
+        assert isinstance(version, str)
+
+
+@given(token=st.text(max_size=200))
+@PROPS
+@example(token="a.b.c")
+@example(token="eyJhbGciOiJub25lIn0.eyJleHAiOiJzb29uIn0.")
+@example(token="eyJhbGciOjF9.e30.")
+def test_token_expiry_of_any_string_is_a_number_none_or_credential_invalid(token: str) -> None:
+    """token_expiry of any string is an expiry, None, or credential_invalid, never quoting it."""
+    exp, failure = outcome(lambda: token_expiry(token, "the JWT"))
+    if failure is not None:
+        assert isinstance(failure, CredentialError)
+        assert failure.reason == "credential_invalid"
+        assert len(token) < 8 or token not in failure.message
+    else:
+        assert exp is None or isinstance(exp, float)
+
+
+def _b64(obj: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+@given(
+    claims=st.dictionaries(st.text(max_size=8), json_values, max_size=4),
+    exp=json_values,
+    header=st.dictionaries(
+        st.sampled_from(["alg", "kid", "typ", "cty", "x5t", "crit"]), json_values, max_size=2
+    ),
+)
+@PROPS
+def test_token_expiry_of_any_claims_is_a_number_none_or_credential_invalid(
+    claims: dict[str, Any], exp: Any, header: dict[str, Any]
+) -> None:
+    """A well-formed JWT with any exp and header fields is an expiry, None or credential_invalid."""
+    token = ".".join(
+        [_b64({"alg": "RS256", "typ": "JWT", **header}), _b64({**claims, "exp": exp}), "c2ln"]
+    )
+    got, failure = outcome(lambda: token_expiry(token, "the JWT"))
+    if failure is not None:
+        assert isinstance(failure, CredentialError)
+        assert failure.reason == "credential_invalid"
+    else:
+        assert got is None or isinstance(got, float)
+
+
+# -- the transport's response reader ------------------------------------------------------
+
+ALLOWED_TRANSPORT_ERRORS = (ProbeFailure, ConnectionError, asyncio.IncompleteReadError)
+"""What HttpSession.request documents: a failure reason, or the peer closing mid-response
+(which the runner maps to server_error)."""
+
+header_line = st.one_of(
+    st.sampled_from(
+        [
+            b"Content-Length: 5\r\n",
+            b"Content-Length: -1\r\n",
+            b"Content-Length: \xb2\r\n",
+            b"Content-Length: 99999999999\r\n",
+            b"Transfer-Encoding: chunked\r\n",
+            b"Connection: close\r\n",
+            b"X-Odd\r\n",
+        ]
+    ),
+    st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"") + b"\r\n"),
+)
+raw_response = st.one_of(
+    st.binary(max_size=300),
+    st.tuples(
+        st.sampled_from([b"HTTP/1.1 ", b"HTTP/1.0 ", b"HTTP/2 ", b"HTTP/1.1 \xb2"])
+        | st.binary(max_size=12),
+        st.sampled_from([b"200", b"204", b"404", b"100", b"\xb2\xb3\xb9"]) | st.binary(max_size=4),
+        st.sampled_from([b" OK\r\n", b"\r\n", b"\n"]),
+        st.lists(header_line, max_size=5),
+        st.sampled_from([b"\r\n", b"\n", b""]),
+        st.sampled_from([b"", b"hello", b"5\r\nhello\r\n0\r\n\r\n", b"-3\r\nabc\r\n", b"zz\r\n"])
+        | st.binary(max_size=60),
+    ).map(lambda p: p[0] + p[1] + p[2] + b"".join(p[3]) + p[4] + p[5]),
+)
+
+
+class FakeWriter:
+    """Swallows the request; the connection has no TLS object."""
+
+    def write(self, data: bytes) -> None:
+        """Discard."""
+
+    async def drain(self) -> None:
+        """Nothing buffered."""
+
+    def get_extra_info(self, name: str) -> None:
+        """No socket or TLS details."""
+
+
+async def read_response(data: bytes, *, head: bool = False, max_body: int = 1024) -> HttpResponse:
+    """Send one request with HttpSession.request over a connection that answers ``data``."""
+    reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES)
+    if not data:
+        # request() would reconnect to a connection already at EOF; what it raises when the
+        # peer closes before answering is this.
+        raise ClosedBeforeResponse(fresh=False)
+    reader.feed_data(data)
+    reader.feed_eof()
+    session = HttpSession(resolver=None, max_body=max_body)  # type: ignore[arg-type]
+    session._conns[("localhost", 4242)] = _Conn(reader, FakeWriter())  # type: ignore[arg-type]
+    return await session.request(
+        "HEAD" if head else "GET", "localhost", 4242, _tls().verify, "/", {}
+    )
+
+
+@given(data=raw_response, head=st.booleans())
+@PROPS
+@example(data=b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", head=False)
+@example(data=b"HTTP/1.1 \xb200 OK\r\n\r\n", head=False)
+@example(data=b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n", head=False)
+@example(data=b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * (MAX_HEADER_BYTES + 10), head=False)
+@example(data=b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20000 + b"\r\n", head=False)
+async def test_response_reader_raises_only_documented_errors(data: bytes, head: bool) -> None:
+    """Arbitrary bytes from the server are a response, a failure reason, or a closed connection."""
+    try:
+        resp = await read_response(data, head=head)
+    except ALLOWED_TRANSPORT_ERRORS:
+        return
+    assert 0 <= resp.status <= 999
+    assert len(resp.body) <= 1024
