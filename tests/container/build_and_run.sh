@@ -18,13 +18,14 @@
 #
 # Usage: tests/container/build_and_run.sh      (as root; installs buildah podman debootstrap runc
 #                                                with apt-get when missing)
-# Environment: QSE_TEST_CACHE_DIR, the cache folder (default ~/.cache/qlik-sense-exporter-test).
+# Environment: QSE_TEST_CACHE_DIR, the cache folder
+#              (default ~/.cache/qlik-sense-exporter-test/container).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly REPO_ROOT
 readonly HERE="${REPO_ROOT}/tests/container"
-readonly CACHE_DIR="${QSE_TEST_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/qlik-sense-exporter-test}"
+readonly CACHE_DIR="${QSE_TEST_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/qlik-sense-exporter-test/container}"
 readonly SUITE=bookworm
 readonly BASE_PACKAGES=python3,python3-venv,ca-certificates
 readonly RUN_ID="$$"
@@ -186,6 +187,8 @@ base_tarball() {
 	rm -rf "${rootfs}"/var/cache/apt/archives/*.deb "${rootfs}"/var/lib/apt/lists/* \
 		"${rootfs}"/usr/share/doc/* "${rootfs}"/usr/share/man/* "${rootfs}"/usr/share/info/*
 	tar -C "${rootfs}" --numeric-owner -cf "${tarball}.partial" .
+	# Base tarballs made from other sources or CA bundles are stale now.
+	find "${CACHE_DIR}" -maxdepth 1 -name "rootfs-${SUITE}-*.tar" -delete
 	mv "${tarball}.partial" "${tarball}"
 	rm -rf --one-file-system "${rootfs}"
 	echo "${tarball}"
