@@ -203,8 +203,10 @@ async def _inspect_server(
             resolver=session.resolver, on_certificate=session.on_certificate, phases={}
         )
         async with asyncio.timeout(remaining):
-            await inspect.open(rt.target.host, _port_for(rt, check), prepared.tls.inspect)
-        await inspect.close()
+            conn = await inspect.open(rt.target.host, _port_for(rt, check), prepared.tls.inspect)
+        # open() does not register the connection with the session; close it here or it
+        # stays open (one socket per probe of a server with a bad certificate).
+        conn.writer.transport.abort()
     except Exception as exc:
         log.debug("server certificate inspection failed: %s", exc.__class__.__name__)
 

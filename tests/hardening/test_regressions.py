@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -58,3 +59,21 @@ async def test_websocket_closed_without_answer_is_server_error_without_traceback
     result = await probe(target, "engine_session", tmp_path)
     assert result.reason == Reason.SERVER_ERROR, result.error
     assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+
+
+@pytest.mark.parametrize("fault", ["cert_expired", "cert_untrusted", "cert_wrong_host"])
+async def test_server_certificate_inspection_closes_its_connection(
+    sim: Simulator, tmp_path: Path, fault: str
+) -> None:
+    """Reading a bad server certificate for its metrics leaves no connection open behind."""
+    sim.faults.set("repository", fault)
+    target = cert_target(sim, timeout="2s")
+    await probe(target, "repository", tmp_path)  # warm-up: contexts, listeners
+    await asyncio.sleep(0.1)
+    fds, tasks = len(os.listdir("/proc/self/fd")), len(asyncio.all_tasks())
+    for _ in range(5):
+        result = await probe(target, "repository", tmp_path)
+        assert [c.source for c in result.certificates].count("server_repository") == 1
+    await asyncio.sleep(0.2)
+    assert len(os.listdir("/proc/self/fd")) - fds <= 1
+    assert len(asyncio.all_tasks()) <= tasks
