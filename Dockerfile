@@ -36,6 +36,10 @@ FROM ${BASE_IMAGE}
 
 ARG EXPORTER_UID=10001
 
+LABEL org.opencontainers.image.title="qlik-sense-exporter" \
+      org.opencontainers.image.description="Prometheus exporter for Qlik Sense: logins, latency, build versions, certificate and credential expiry" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
 # A fixed numeric UID/GID so that Kubernetes' runAsNonRoot can verify it and mounted files can be
 # made readable to it (e.g. chgrp 10001 or fsGroup: 10001).
 RUN groupadd --system --gid "${EXPORTER_UID}" exporter \

@@ -7,7 +7,8 @@
 #   3. image metadata: non-root numeric USER, HEALTHCHECK, EXPOSE 9851, default CMD;
 #   4. `--config.check` on mounted configs: a valid one exits 0, an invalid one exits 1 with the error;
 #   5. the default CMD with a mounted config in a container with no network, a read-only root
-#      filesystem and no capabilities: the HEALTHCHECK (`podman healthcheck run`) reports healthy;
+#      filesystem and no capabilities: the HEALTHCHECK (`podman healthcheck run`) reports healthy,
+#      and `podman stop` (SIGTERM to PID 1) ends it at once with exit code 0;
 #   6. `qlik-sense-exporter demo` on the host network, listening on 127.0.0.1 only: /metrics read
 #      from the host shows real values, the process runs as a non-root user, nothing it opened
 #      listens beyond loopback, and the HEALTHCHECK reports healthy;
@@ -33,6 +34,7 @@ readonly BASE_IMAGE="localhost/qse-test-base:${SUITE}-${RUN_ID}"
 readonly IMAGE="localhost/qlik-sense-exporter:test-${RUN_ID}"
 readonly CT_DEMO="qse-test-demo-${RUN_ID}"
 readonly CT_DEFAULT="qse-test-default-${RUN_ID}"
+readonly CT_UNHEALTHY="qse-test-unhealthy-${RUN_ID}"
 readonly EXPORTER_UID=10001
 STARTED_AT=$(date +%s)
 readonly STARTED_AT
@@ -53,7 +55,7 @@ cleanup() {
 	set +e
 	if [[ -n "${WORK}" && -d "${WORK}" ]]; then
 		if [[ ${rc} -ne 0 ]]; then
-			for ct in "${CT_DEMO}" "${CT_DEFAULT}"; do
+			for ct in "${CT_DEMO}" "${CT_DEFAULT}" "${CT_UNHEALTHY}"; do
 				if podman container exists "${ct}" 2>/dev/null; then
 					echo "--- last log lines of ${ct}:" >&2
 					podman logs --tail 40 "${ct}" >&2 2>&1
@@ -350,6 +352,26 @@ check_default_cmd() {
 		-v "${WORK}/config:/etc/qlik-sense-exporter:ro" "${IMAGE}"
 	wait_healthy "${CT_DEFAULT}"
 	pass "runs with a read-only root filesystem, no capabilities and no-new-privileges"
+
+	# The same, with the HEALTHCHECK pointed at a port nothing listens on: it must fail.
+	start_container "${CT_UNHEALTHY}" --network none \
+		-e HEALTHCHECK_URL=http://127.0.0.1:9/-/healthy \
+		-v "${WORK}/config:/etc/qlik-sense-exporter:ro" "${IMAGE}"
+	if podman healthcheck run "${CT_UNHEALTHY}" >/dev/null 2>&1; then
+		fail "the HEALTHCHECK passes even with nothing listening at HEALTHCHECK_URL"
+	fi
+	pass "the HEALTHCHECK fails when nothing answers at HEALTHCHECK_URL"
+	podman rm --force --time 0 "${CT_UNHEALTHY}" >/dev/null 2>&1
+
+	# As PID 1 the exporter only stops on SIGTERM if it handles it (the kernel ignores default
+	# dispositions for PID 1); otherwise `docker stop` waits 10 s and kills it.
+	local stop_start=${SECONDS} exit_code
+	timeout 30 podman stop --time 10 "${CT_DEFAULT}" >/dev/null 2>&1
+	exit_code=$(podman container inspect --format '{{.State.ExitCode}}' "${CT_DEFAULT}")
+	if ((SECONDS - stop_start >= 8)) || [[ "${exit_code}" != 0 ]]; then
+		fail "podman stop took $((SECONDS - stop_start)) s, exit code ${exit_code}: SIGTERM not handled cleanly"
+	fi
+	pass "podman stop (SIGTERM): exited with 0 in $((SECONDS - stop_start)) s"
 	podman rm --force --time 0 "${CT_DEFAULT}" >/dev/null 2>&1
 }
 
