@@ -11,14 +11,13 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from exporter.config import Config, ConfigError, Target, load_config
+from exporter.config import Config, ConfigError, load_config
 from exporter.metrics import ExporterStatus
 from exporter.results import ProbeResult, ResultStore
 from exporter.runner import TargetRuntime, run_probe
@@ -174,22 +173,33 @@ class Exporter:
             ):
                 job.remove()
         existing = {job.id for job in scheduler.get_jobs()}
+        first_spread = max(FIRST_RUN_SPREAD, len(wanted) / 200)
         for name, rt in new.items():
             for check in rt.target.enabled_checks:
                 if _job_id(name, check) not in existing:
-                    self._add_job(scheduler, rt, check)
+                    self._add_job(scheduler, rt, check, first_spread)
 
-    def _add_job(self, scheduler: AsyncIOScheduler, rt: TargetRuntime, check: str) -> None:
+    def _add_job(
+        self, scheduler: AsyncIOScheduler, rt: TargetRuntime, check: str, first_spread: float
+    ) -> None:
         interval = rt.target.interval
-        offset = stable_fraction(rt.target.name, check) * min(interval, FIRST_RUN_SPREAD)
-        start = datetime.now(UTC) + timedelta(seconds=offset)
+        fraction = stable_fraction(rt.target.name, check)
+        now = datetime.now(UTC)
+        # Later runs keep a stable phase spread over the whole interval, so that thousands of
+        # checks on one interval never fire together; the first run comes sooner so that
+        # /metrics has values quickly, spread wider when there are many jobs.
+        first_spread = min(interval, first_spread)
         scheduler.add_job(
             self._run,
-            IntervalTrigger(seconds=interval, start_date=start, timezone=UTC),
+            IntervalTrigger(
+                seconds=interval,
+                start_date=now + timedelta(seconds=fraction * interval),
+                timezone=UTC,
+            ),
             args=(rt, check),
             id=_job_id(rt.target.name, check),
             name=f"{rt.target.name} {check}",
-            next_run_time=start,
+            next_run_time=now + timedelta(seconds=fraction * first_spread),
         )
 
     async def _run(self, rt: TargetRuntime, check: str) -> None:
@@ -209,8 +219,3 @@ class Exporter:
 
 def _job_id(target: str, check: str) -> str:
     return f"{target}/{check}"
-
-
-def target_names(targets: Iterable[Target]) -> list[str]:
-    """Names, for log lines."""
-    return [t.name for t in targets]

@@ -9,12 +9,10 @@ from __future__ import annotations
 from exporter.auth.common import (
     CredentialError,
     Prepared,
-    TlsContexts,
     TrustFiles,
-    build_contexts,
     check_not_expired,
-    file_stamp,
     os_reason,
+    shared_contexts,
     token_expiry,
 )
 from exporter.config import ApiKeyAuth, Target
@@ -29,18 +27,13 @@ class ApiKeyMethod:
         self._target = target
         self._auth = target.auth
         self._trust = TrustFiles(target)
-        self._contexts: TlsContexts | None = None
-        self._stamp: tuple[tuple[str, int, int], ...] = ()
 
     def prepare(self) -> Prepared:
         """The bearer header and the key's expiry."""
         infos = self._trust.infos()
         credentials: list[CredentialInfo] = []
         try:
-            stamp = file_stamp(self._target.ca_file)
-            if self._contexts is None or stamp != self._stamp:
-                self._contexts = build_contexts(self._target)
-                self._stamp = stamp
+            contexts = shared_contexts(self._target)
             key = self._key()
             exp = token_expiry(key, "the API key")
             if exp is not None:
@@ -50,7 +43,7 @@ class ApiKeyMethod:
             exc.certificates, exc.credentials = infos, credentials
             raise
         return Prepared(
-            tls=self._contexts,
+            tls=contexts,
             headers={"Authorization": f"Bearer {key}"},
             certificates=infos,
             credentials=credentials,

@@ -8,7 +8,9 @@ handshake failure.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -29,6 +31,7 @@ from exporter.auth.common import (
 )
 from exporter.certinfo import describe, load_pem_certificates
 from exporter.config import CertificateAuth, Target
+from exporter.results import CertificateInfo
 
 
 def qlik_user_header(user_directory: str, user_id: str) -> str:
@@ -88,7 +91,11 @@ def _load_key(path: Path, password: bytes | None) -> PrivateKeyTypes:
     if b"-----BEGIN" not in data or b"PRIVATE KEY-----" not in data:
         raise CredentialError(f"key_file {path}: not a PEM private key")
     try:
-        return serialization.load_pem_private_key(data, password)
+        # The key is checked against the certificate below; OpenSSL's RSA consistency check
+        # (tens of ms per key) adds nothing to that.
+        return serialization.load_pem_private_key(
+            data, password, unsafe_skip_rsa_key_validation=True
+        )
     except TypeError:
         # cryptography says TypeError when a password is missing or given for a plain key.
         if password is None:
@@ -107,27 +114,21 @@ def _load_key(path: Path, password: bytes | None) -> PrivateKeyTypes:
 
 
 def validate_identity(
-    cert: x509.Certificate, key: PrivateKeyTypes, cas: list[x509.Certificate], now: float
+    cert: x509.Certificate, key: PrivateKeyTypes, cas: list[x509.Certificate]
 ) -> None:
-    """The checks a Qlik service would fail the handshake on, made locally with clear words."""
-    public = key.public_key()
-    if public.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) != cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ):
+    """Checks a Qlik service would fail the handshake on, made locally with clear words.
+
+    The validity dates are checked on every probe by :meth:`_Identity.check_dates`.
+    """
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if key.public_key().public_bytes(der, spki) != cert.public_key().public_bytes(der, spki):
         raise CredentialError("key_file does not match cert_file (different key pair)")
-    info = describe(cert, "client")
-    if info.not_after <= now:
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.not_after))
-        raise CredentialError(f"client certificate CN={info.subject_cn} expired at {when}")
-    if info.not_before > now:
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.not_before))
-        raise CredentialError(f"client certificate CN={info.subject_cn} is not valid before {when}")
     if cas and not any(_issued_by(cert, ca) for ca in cas):
+        issuer = describe(cert, "client").issuer_cn
         names = ", ".join(f"CN={describe(ca, 'root').subject_cn}" for ca in cas)
         raise CredentialError(
-            f"client certificate (issuer CN={info.issuer_cn}) is not issued by the CA in "
+            f"client certificate (issuer CN={issuer}) is not issued by the CA in "
             f"ca_file ({names}); were the certificates regenerated on the Qlik side?"
         )
 
@@ -140,6 +141,64 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     return True
 
 
+@dataclass(slots=True)
+class _Identity:
+    """A loaded, statically validated client identity and its TLS contexts."""
+
+    cert: x509.Certificate
+    info: CertificateInfo
+    contexts: TlsContexts
+
+    def check_dates(self, now: float) -> None:
+        """The one validation that changes with time alone."""
+        info = self.info
+        if info.not_after <= now:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.not_after))
+            raise CredentialError(f"client certificate CN={info.subject_cn} expired at {when}")
+        if info.not_before > now:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.not_before))
+            raise CredentialError(
+                f"client certificate CN={info.subject_cn} is not valid before {when}"
+            )
+
+
+# One identity (and SSLContext) per set of files, shared by every target that uses them and
+# rebuilt when a file changes; a site with many targets on one export loads it once.
+_IDENTITIES: dict[tuple[object, ...], _Identity] = {}
+
+
+def _identity_key(target: Target, auth: CertificateAuth) -> tuple[object, ...]:
+    secret = auth.key_password.get_secret_value() if auth.key_password else ""
+    return (
+        file_stamp(auth.cert_file, auth.key_file, auth.key_password_file, target.ca_file),
+        target.ca_file,
+        target.tls_verify,
+        hashlib.sha256(secret.encode()).digest(),
+    )
+
+
+def load_checked_identity(
+    target: Target, auth: CertificateAuth, cas: list[x509.Certificate]
+) -> _Identity:
+    """The cached identity for these files, loading and validating it when they changed."""
+    key = _identity_key(target, auth)
+    ident = _IDENTITIES.get(key)
+    if ident is not None:
+        return ident
+    cert, private_key = load_identity(auth)
+    info = describe(cert, "client")
+    try:
+        validate_identity(cert, private_key, cas)
+    except CredentialError as exc:
+        exc.certificates = [info]
+        raise
+    ident = _Identity(cert, info, build_contexts(target, (cert, private_key)))
+    if len(_IDENTITIES) > 4096:
+        _IDENTITIES.clear()  # stale entries of rotated files; rebuilt on demand
+    _IDENTITIES[key] = ident
+    return ident
+
+
 class CertificateMethod:
     """``auth.method: certificate``; one SSLContext per identity, rebuilt when a file changes."""
 
@@ -148,34 +207,22 @@ class CertificateMethod:
         self._target = target
         self._auth = target.auth
         self._trust = TrustFiles(target)
-        self._stamp: tuple[tuple[str, int, int], ...] = ()
-        self._identity: tuple[x509.Certificate, PrivateKeyTypes] | None = None
-        self._contexts: TlsContexts | None = None
         self._header = qlik_user_header(self._auth.user_directory, self._auth.user_id)
 
     def prepare(self) -> Prepared:
         """Validate the files (cached until they change) and hand out the shared context."""
-        auth = self._auth
-        cas = self._trust.certificates()
         infos = self._trust.infos()
         try:
-            stamp = file_stamp(
-                auth.cert_file, auth.key_file, auth.key_password_file, self._target.ca_file
-            )
-            if stamp != self._stamp or self._identity is None or self._contexts is None:
-                self._identity = self._contexts = None
-                cert, key = load_identity(auth)
-                infos.insert(0, describe(cert, "client"))
-                validate_identity(cert, key, cas, time.time())
-                self._contexts = build_contexts(self._target, (cert, key))
-                self._identity, self._stamp = (cert, key), stamp
-            else:
-                cert, key = self._identity
-                infos.insert(0, describe(cert, "client"))
-                validate_identity(cert, key, cas, time.time())
+            ident = load_checked_identity(self._target, self._auth, self._trust.certificates())
+        except CredentialError as exc:
+            exc.certificates = exc.certificates + infos
+            raise
+        infos.insert(0, ident.info)
+        try:
+            ident.check_dates(time.time())
         except CredentialError as exc:
             exc.certificates = infos
             raise
         return Prepared(
-            tls=self._contexts, headers={"X-Qlik-User": self._header}, certificates=infos
+            tls=ident.contexts, headers={"X-Qlik-User": self._header}, certificates=infos
         )

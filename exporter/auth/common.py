@@ -66,7 +66,13 @@ def file_stamp(*paths: Path | None) -> tuple[tuple[str, int, int], ...]:
 
 def _base_context(*, verify: bool, ca_file: Path | None) -> ssl.SSLContext:
     if verify:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        # With ca_file, trust exactly that CA, as Qlik's own clients do with root.pem; loading
+        # the system store as well would cost ~1 MiB and ~45 ms per context for nothing.
+        ctx = (
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if ca_file is not None
+            else ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        )
         # Python 3.13 turns on strict X.509 checks by default, which reject the root CA that
         # Qlik Sense generates (it has no keyUsage extension); real clients accept it.
         ctx.verify_flags &= ~ssl.VERIFY_X509_STRICT
@@ -123,6 +129,22 @@ def build_contexts(
     return TlsContexts(verify, inspect)
 
 
+_SHARED: dict[tuple[object, ...], TlsContexts] = {}
+
+
+def shared_contexts(target: Target) -> TlsContexts:
+    """Contexts without a client identity, one per (trust, verification) across all targets.
+
+    Thousands of targets usually share one ``ca_file``; one context each would cost memory and
+    start-up time for nothing. A changed ``ca_file`` gets a new entry.
+    """
+    key = (file_stamp(target.ca_file), target.ca_file, target.tls_verify)
+    ctx = _SHARED.get(key)
+    if ctx is None:
+        ctx = _SHARED[key] = build_contexts(target)
+    return ctx
+
+
 class TrustFiles:
     """The target's ``ca_file`` read for its ``root`` certificate metrics, re-read on change."""
 
@@ -130,6 +152,8 @@ class TrustFiles:
         self._path = target.ca_file
         self._stamp: tuple[tuple[str, int, int], ...] = ()
         self._certs: list[x509.Certificate] = []
+        self._infos: list[CertificateInfo] = []
+        self._described: list[x509.Certificate] | None = None
 
     def certificates(self) -> list[x509.Certificate]:
         """The CA certificates in ``ca_file``; raises CredentialError if it became unreadable."""
@@ -145,8 +169,12 @@ class TrustFiles:
         return self._certs
 
     def infos(self) -> list[CertificateInfo]:
-        """``root`` certificate infos."""
-        return [describe(c, "root") for c in self.certificates()]
+        """``root`` certificate infos (a new list each time; the items are shared)."""
+        certs = self.certificates()
+        if len(self._infos) != len(certs) or self._described is not certs:
+            self._infos = [describe(c, "root") for c in certs]
+            self._described = certs
+        return list(self._infos)
 
 
 def os_reason(exc: Exception) -> str:

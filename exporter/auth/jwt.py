@@ -18,12 +18,11 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from exporter.auth.common import (
     CredentialError,
     Prepared,
-    TlsContexts,
     TrustFiles,
-    build_contexts,
     check_not_expired,
     file_stamp,
     os_reason,
+    shared_contexts,
     token_expiry,
 )
 from exporter.certinfo import describe, load_pem_certificates
@@ -42,8 +41,6 @@ class JwtMethod:
         self._target = target
         self._auth = target.auth
         self._trust = TrustFiles(target)
-        self._contexts: TlsContexts | None = None
-        self._ctx_stamp: tuple[tuple[str, int, int], ...] = ()
         self._key_stamp: tuple[tuple[str, int, int], ...] = ()
         self._key: RSAPrivateKey | None = None
         self._signing_cert: list[CertificateInfo] = []
@@ -52,10 +49,7 @@ class JwtMethod:
         """The bearer header, and what expires: the token and the signing certificate."""
         infos = self._trust.infos()
         try:
-            stamp = file_stamp(self._target.ca_file)
-            if self._contexts is None or stamp != self._ctx_stamp:
-                self._contexts = build_contexts(self._target)
-                self._ctx_stamp = stamp
+            contexts = shared_contexts(self._target)
             if self._auth.signing_key_file is not None:
                 token, credentials = self._mint(), list[CredentialInfo]()
                 infos += self._signing_cert
@@ -65,7 +59,7 @@ class JwtMethod:
             exc.certificates = infos + self._signing_cert
             raise
         return Prepared(
-            tls=self._contexts,
+            tls=contexts,
             headers={"Authorization": f"Bearer {token}"},
             certificates=infos,
             credentials=credentials,
