@@ -522,19 +522,24 @@ def parse_config(data: object, *, base_dir: Path) -> Config:
         raise ConfigError(format_errors(exc)) from None
 
 
-def load_config(path: Path) -> Config:
-    """Read, parse and validate the YAML file at ``path``."""
+def read_yaml(path: Path, what: str, error: type[ConfigError] = ConfigError) -> Any:
+    """Read and parse a YAML file, turning every problem into one ``error`` line naming it."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([f"{path}: config file not found"]) from None
+        raise error([f"{path}: {what} not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read config file: {exc}"]) from None
+        raise error([f"{path}: cannot read {what}: {exc}"]) from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "syntax error"
-        raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
+        raise error([f"{path}: invalid YAML{where}: {problem}"]) from None
+
+
+def load_config(path: Path) -> Config:
+    """Read, parse and validate the YAML file at ``path``."""
+    data = read_yaml(path, "config file")
     return parse_config(data, base_dir=path.resolve().parent)

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import bcrypt
-import yaml
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import (
@@ -46,7 +45,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.config import ConfigError
+from exporter.config import ConfigError, read_yaml
 
 ClientAuthType = Literal[
     "NoClientCert",
@@ -206,18 +205,7 @@ def parse_web_config(data: Any, *, base_dir: Path) -> WebConfig:
 
 def load_web_config(path: Path) -> WebConfig:
     """Read and validate the web config file at ``path``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise WebConfigError([f"{path}: web config file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WebConfigError([f"{path}: cannot read web config file: {exc}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise WebConfigError([f"{path}: invalid YAML{where}"]) from None
+    data = read_yaml(path, "web config file", WebConfigError)
     return parse_web_config(data, base_dir=path.resolve().parent)
 
 
