@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 import exporter
-from exporter.config import ConfigError, load_config
+from exporter.config import ConfigError, load_config, parse_duration
 from exporter.daemon import Exporter
 from exporter.logs import setup_logging
 from exporter.results import ProbeResult
@@ -279,6 +279,10 @@ def demo_config(sim: object, *, interval: str) -> dict[str, object]:
 
     assert isinstance(sim, Simulator)
     d = sim.certs_dir
+    try:
+        timeout: object = min(5.0, parse_duration(interval))
+    except ValueError:
+        timeout = "5s"  # the config's own validation reports the bad interval
     api_key = d / "cloud_api_key"
     api_key.write_text(sim.cloud_issue_api_key(sub=sim.cloud_user_id) + "\n")
     api_key.chmod(0o600)
@@ -288,7 +292,7 @@ def demo_config(sim: object, *, interval: str) -> dict[str, object]:
         "engine": sim.ports.engine,
     }
     return {
-        "defaults": {"interval": interval, "timeout": "5s", "ca_file": str(d / "root.pem")},
+        "defaults": {"interval": interval, "timeout": timeout, "ca_file": str(d / "root.pem")},
         "targets": [
             {
                 "name": "demo-certificate",

@@ -112,3 +112,13 @@ async def test_served_daemon_metrics_probe_reload_and_sighup(
         server.cancel()
         with pytest.raises(asyncio.CancelledError):
             await server
+
+
+async def test_demo_config_with_a_short_interval_is_valid(sim: Simulator, tmp_path: Path) -> None:
+    """`demo --interval 2s` gives a valid config: the timeout shrinks with the interval."""
+    from exporter.cli import demo_config
+    from exporter.config import parse_config
+
+    config = parse_config(demo_config(sim, interval="2s"), base_dir=tmp_path)
+    assert {t.timeout for t in config.targets} == {2.0}
+    assert len(config.targets) == 4
