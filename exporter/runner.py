@@ -11,7 +11,7 @@ import errno
 import logging
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cryptography import x509
 
@@ -57,7 +57,6 @@ class TargetRuntime:
     target: Target
     auth: AuthMethod
     backoff_until: float = 0.0
-    running: set[str] = field(default_factory=set)
 
     @classmethod
     def build(cls, target: Target) -> TargetRuntime:
@@ -78,26 +77,18 @@ def _port_for(rt: TargetRuntime, check: str) -> int:
 
 
 @dataclass(slots=True)
-class _Outcome:
-    """What a run collected so far, kept when it fails half-way."""
+class _ServerCertificate:
+    """Records the first server certificate of a run: the one its check is about."""
 
-    certificates: list[CertificateInfo] = field(default_factory=list)
+    host: str
+    source: str
+    info: CertificateInfo | None = None
     hostname_match: bool | None = None
 
-
-def _cert_recorder(
-    rt: TargetRuntime, check: str, out: _Outcome
-) -> tuple[HttpSession, list[x509.Certificate]]:
-    seen: list[x509.Certificate] = []
-
-    def on_certificate(host: str, port: int, cert: x509.Certificate) -> None:
-        if seen:
-            return  # the first connection's certificate is the one this check is about
-        seen.append(cert)
-        out.certificates.append(describe(cert, f"server_{check}"))
-        out.hostname_match = hostname_matches(cert, rt.target.host)
-
-    return HttpSession(resolver=SystemResolver(), on_certificate=on_certificate), seen
+    def __call__(self, host: str, port: int, cert: x509.Certificate) -> None:
+        if self.info is None:
+            self.info = describe(cert, self.source)
+            self.hostname_match = hostname_matches(cert, self.host)
 
 
 async def run_probe(
@@ -109,10 +100,8 @@ async def run_probe(
 ) -> ProbeResult:
     """Run ``check`` against ``rt`` once, within the target's timeout. Never raises."""
     started, t0 = time.time(), time.perf_counter()
-    out = _Outcome()
-    session, seen = _cert_recorder(rt, check, out)
-    if resolver is not None:
-        session.resolver = resolver
+    server = _ServerCertificate(host=rt.target.host, source=f"server_{check}")
+    session = HttpSession(resolver=resolver or SystemResolver(), on_certificate=server)
     result = ProbeResult(
         target=rt.target.name,
         check=check,
@@ -150,8 +139,7 @@ async def run_probe(
         result.reason, result.error = exc.reason, exc.message
     except (Exception, asyncio.CancelledError) as exc:  # the runner maps every outcome
         if isinstance(exc, asyncio.CancelledError) and _cancelled_from_outside():
-            await session.close()
-            raise
+            raise  # the finally clause closes the connections
         reason, message = classify(exc, rt, check)
         result.reason, result.error = reason, message
         if (
@@ -161,15 +149,17 @@ async def run_probe(
                 Reason.SERVER_CERTIFICATE_UNTRUSTED,
                 Reason.HOSTNAME_MISMATCH,
             )
-            and not seen
+            and server.info is None
+            and ctx is not None
         ):
-            await _inspect_server(rt, check, session, deadline)
+            await _inspect_server(rt, check, session, ctx.auth.tls.inspect, deadline)
     finally:
         await session.close()
     if ctx is not None and ctx.retry_after:
         rt.backoff_until = time.time() + ctx.retry_after
-    result.certificates.extend(out.certificates)
-    result.hostname_match = out.hostname_match
+    if server.info is not None:
+        result.certificates.append(server.info)
+    result.hostname_match = server.hostname_match
     result.finished = time.time()
     result.duration = time.perf_counter() - t0
     result.phases = dict(session.phases)
@@ -191,19 +181,18 @@ async def _logout(ctx: ProbeContext) -> None:
 
 
 async def _inspect_server(
-    rt: TargetRuntime, check: str, session: HttpSession, deadline: float
+    rt: TargetRuntime, check: str, session: HttpSession, ctx: ssl.SSLContext, deadline: float
 ) -> None:
     """Fetch the server certificate with a second, non-verifying handshake, for its metrics."""
     remaining = min(INSPECT_TIMEOUT, deadline - time.perf_counter())
     if remaining <= 0:
         return
     try:
-        prepared = rt.auth.prepare()
         inspect = HttpSession(
             resolver=session.resolver, on_certificate=session.on_certificate, phases={}
         )
         async with asyncio.timeout(remaining):
-            conn = await inspect.open(rt.target.host, _port_for(rt, check), prepared.tls.inspect)
+            conn = await inspect.open(rt.target.host, _port_for(rt, check), ctx)
         # open() does not register the connection with the session; close it here or it
         # stays open (one socket per probe of a server with a bad certificate).
         conn.writer.transport.abort()

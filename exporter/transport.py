@@ -69,7 +69,8 @@ class SystemResolver:
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 literal (brackets allowed)."""
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host.strip("[]"))
     except OSError:
@@ -88,6 +89,19 @@ async def _readline(reader: asyncio.StreamReader) -> bytes:
         return await reader.readline()
     except ValueError:  # asyncio's LimitOverrunError, re-raised by readline as ValueError
         raise ProbeFailure(Reason.INVALID_RESPONSE, "response line too long") from None
+
+
+async def resolve_host(resolver: Resolver, host: str, port: int) -> list[str]:
+    """Addresses for ``host`` (an IP literal as is); a failed lookup is a ``dns`` failure."""
+    if is_ip(host):
+        return [host.strip("[]")]
+    try:
+        addresses = await resolver.resolve(host, port)
+    except socket.gaierror as exc:
+        raise ProbeFailure(Reason.DNS, f"cannot resolve {host}: {exc.strerror}") from None
+    if not addresses:
+        raise ProbeFailure(Reason.DNS, f"cannot resolve {host}: no addresses")
+    return addresses
 
 
 @dataclass(slots=True)
@@ -131,7 +145,7 @@ class HttpSession:
     async def open(self, host: str, port: int, ctx: ssl.SSLContext) -> _Conn:
         """Resolve, connect and handshake, recording each phase the first time."""
         t = time.perf_counter()
-        addresses = [host.strip("[]")] if _is_ip(host) else await self._resolve(host, port)
+        addresses = await resolve_host(self.resolver, host, port)
         self._phase("resolve", t)
         t = time.perf_counter()
         reader, writer = await self._connect(addresses, port)
@@ -148,15 +162,6 @@ class HttpSession:
         if der and self.on_certificate is not None:
             self.on_certificate(host, port, x509.load_der_x509_certificate(der))
         return _Conn(reader, writer)
-
-    async def _resolve(self, host: str, port: int) -> list[str]:
-        try:
-            addresses = await self.resolver.resolve(host, port)
-        except socket.gaierror as exc:
-            raise ProbeFailure(Reason.DNS, f"cannot resolve {host}: {exc.strerror}") from None
-        if not addresses:
-            raise ProbeFailure(Reason.DNS, f"cannot resolve {host}: no addresses")
-        return addresses
 
     @staticmethod
     async def _connect(

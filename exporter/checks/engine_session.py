@@ -15,11 +15,12 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from cryptography import x509
 
 from exporter.checks.context import ProbeContext
 from exporter.reasons import Reason
 from exporter.results import CheckValues
-from exporter.transport import ClosedBeforeResponse, ProbeFailure, Resolver, _is_ip
+from exporter.transport import ClosedBeforeResponse, ProbeFailure, Resolver, resolve_host
 
 MAX_FRAME = 1024 * 1024
 GREETING_FRAMES = 5
@@ -36,13 +37,7 @@ class _ResolverAdapter(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         t = time.perf_counter()
-        if _is_ip(host):
-            addresses = [host]
-        else:
-            try:
-                addresses = await self._resolver.resolve(host, port)
-            except socket.gaierror as exc:
-                raise ProbeFailure(Reason.DNS, f"cannot resolve {host}: {exc.strerror}") from None
+        addresses = await resolve_host(self._resolver, host, port)
         self._phases.setdefault("resolve", time.perf_counter() - t)
         return [
             ResolveResult(
@@ -113,8 +108,6 @@ def _record_certificate(ctx: ProbeContext, ws: aiohttp.ClientWebSocketResponse) 
     ssl_obj = ws.get_extra_info("ssl_object")
     der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
     if der and ctx.session.on_certificate is not None:
-        from cryptography import x509
-
         ctx.session.on_certificate(
             ctx.target.host, ctx.target.ports.engine, x509.load_der_x509_certificate(der)
         )
