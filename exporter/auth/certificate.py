@@ -211,9 +211,9 @@ class CertificateMethod:
 
     def prepare(self) -> Prepared:
         """Validate the files (cached until they change) and hand out the shared context."""
-        infos = self._trust.infos()
+        cas, infos = self._trust.load()
         try:
-            ident = load_checked_identity(self._target, self._auth, self._trust.certificates())
+            ident = load_checked_identity(self._target, self._auth, cas)
         except CredentialError as exc:
             exc.certificates = exc.certificates + infos
             raise

@@ -153,28 +153,26 @@ class TrustFiles:
         self._stamp: tuple[tuple[str, int, int], ...] = ()
         self._certs: list[x509.Certificate] = []
         self._infos: list[CertificateInfo] = []
-        self._described: list[x509.Certificate] | None = None
 
-    def certificates(self) -> list[x509.Certificate]:
-        """The CA certificates in ``ca_file``; raises CredentialError if it became unreadable."""
-        if self._path is None:
-            return []
-        stamp = file_stamp(self._path)
-        if stamp != self._stamp:
-            try:
-                self._certs = load_pem_certificates(self._path)
-            except (OSError, ValueError) as exc:
-                raise CredentialError(f"ca_file {self._path}: {os_reason(exc)}") from None
-            self._stamp = stamp
-        return self._certs
+    def load(self) -> tuple[list[x509.Certificate], list[CertificateInfo]]:
+        """The CA certificates in ``ca_file`` and a fresh list of their ``root`` infos.
+
+        Raises CredentialError if the file became unreadable.
+        """
+        if self._path is not None:
+            stamp = file_stamp(self._path)
+            if stamp != self._stamp:
+                try:
+                    certs = load_pem_certificates(self._path)
+                except (OSError, ValueError) as exc:
+                    raise CredentialError(f"ca_file {self._path}: {os_reason(exc)}") from None
+                self._certs, self._infos = certs, [describe(c, "root") for c in certs]
+                self._stamp = stamp
+        return self._certs, list(self._infos)
 
     def infos(self) -> list[CertificateInfo]:
         """``root`` certificate infos (a new list each time; the items are shared)."""
-        certs = self.certificates()
-        if len(self._infos) != len(certs) or self._described is not certs:
-            self._infos = [describe(c, "root") for c in certs]
-            self._described = certs
-        return list(self._infos)
+        return self.load()[1]
 
 
 def os_reason(exc: Exception) -> str:

@@ -30,8 +30,9 @@ async def run(ctx: ProbeContext) -> CheckValues:
     else:
         if isinstance(tenant, dict) and isinstance(tenant.get("name"), str):
             name = tenant["name"][:128]
-    info = TenantInfo(tenant_id=tenant_id[:64], user_id=user_id[:64], user_status=status[:32])
-    info = TenantInfo(info.tenant_id, info.user_id, info.user_status, tenant_name=name)
+    info = TenantInfo(
+        tenant_id=tenant_id[:64], user_id=user_id[:64], user_status=status[:32], tenant_name=name
+    )
     return CheckValues(
         tenant=info,
         details={"tenant id": info.tenant_id, "user id": info.user_id, "user status": status}
