@@ -112,6 +112,11 @@ def _resolve_field(value: Any, info: ValidationInfo) -> Path | None:
     return _resolve(value, info)
 
 
+# A file key: resolved against the config file's folder and required to exist.
+FilePath = Annotated[Path, BeforeValidator(_resolve_field)]
+OptionalFilePath = Annotated[Path | None, BeforeValidator(_resolve_field)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -159,8 +164,8 @@ class CertificateAuth(_Model):
     """Mutual TLS with a client certificate exported from the QMC."""
 
     method: Literal["certificate"]
-    cert_file: Path
-    key_file: Path | None = None  # optional only for a .pfx/.p12 bundle in cert_file
+    cert_file: FilePath
+    key_file: OptionalFilePath = None  # optional only for a .pfx/.p12 bundle in cert_file
     key_password: SecretStr | None = None
     key_password_file: Path | None = None
     user_directory: str = "INTERNAL"
@@ -172,11 +177,6 @@ class CertificateAuth(_Model):
         if isinstance(data, dict):
             data = _secret_from(dict(data), "key_password", info, required=False)
         return data
-
-    @field_validator("cert_file", "key_file", mode="before")
-    @classmethod
-    def _path(cls, v: Any, info: ValidationInfo) -> Any:
-        return _resolve_field(v, info)
 
     @model_validator(mode="after")
     def _key_needed(self) -> CertificateAuth:
@@ -203,10 +203,10 @@ class JwtAuth(_Model):
     method: Literal["jwt"]
     token: SecretStr | None = None
     token_file: Path | None = None
-    signing_key_file: Path | None = None
+    signing_key_file: OptionalFilePath = None
     signing_key_password: SecretStr | None = None
     signing_key_password_file: Path | None = None
-    signing_cert_file: Path | None = None
+    signing_cert_file: OptionalFilePath = None
     algorithm: Literal["RS256", "RS384", "RS512"] = "RS256"
     audience: str = "qlik.api/login/jwt-session"
     token_lifetime: Duration = 300.0
@@ -246,11 +246,6 @@ class JwtAuth(_Model):
                         f"claim {_show(key)} must be a string, integer, boolean or list of strings"
                     )
         return v
-
-    @field_validator("signing_key_file", "signing_cert_file", mode="before")
-    @classmethod
-    def _path(cls, v: Any, info: ValidationInfo) -> Any:
-        return _resolve_field(v, info)
 
     @model_validator(mode="after")
     def _minting_needs_user(self) -> JwtAuth:
@@ -342,14 +337,9 @@ class _TargetSettings(_Model):
     port: int = Field(443, ge=1, le=65535)
     virtual_proxy: str = ""
     tls_verify: bool = True
-    ca_file: Path | None = None
+    ca_file: OptionalFilePath = None
     interval: Duration = 60.0
     timeout: Duration = 10.0
-
-    @field_validator("ca_file", mode="before")
-    @classmethod
-    def _path(cls, v: Any, info: ValidationInfo) -> Any:
-        return _resolve_field(v, info)
 
     @field_validator("virtual_proxy")
     @classmethod
