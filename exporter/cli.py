@@ -230,19 +230,24 @@ def format_report(result: ProbeResult, host: str, port: int) -> list[str]:
         lines.append(f"  phases: {phases}")
     now = time.time()
     for cert in result.certificates:
-        days = (cert.not_after - now) / 86400
-        warn = "  WARNING: under 30 days" if days < 30 else ""
         lines.append(
             f"  certificate {cert.source}: CN={cert.subject_cn} issued by CN={cert.issuer_cn}, "
-            f"{days:.0f} days left{warn}"
+            + _days_left(cert.not_after - now)
         )
     for cred in result.credentials:
-        days = (cred.expires - now) / 86400
-        warn = "  WARNING: under 30 days" if days < 30 else ""
-        lines.append(f"  credential {cred.kind}: {days:.1f} days left{warn}")
+        lines.append(f"  credential {cred.kind}: " + _days_left(cred.expires - now))
     if result.hostname_match is False:
         lines.append(f"  WARNING: the server certificate does not cover {host}")
     return lines
+
+
+def _days_left(seconds: float) -> str:
+    """``N days left``, with a warning under 30 days, or how long ago it expired."""
+    days = seconds / 86400
+    if days < 0:
+        return f"EXPIRED {-days:.1f} days ago"
+    warn = "  WARNING: under 30 days" if days < 30 else ""
+    return f"{days:.1f} days left{warn}"
 
 
 async def probe_command(settings: Settings, target: str, check: str | None) -> int:

@@ -366,7 +366,9 @@ def _add_target_values(fams: dict[str, list[Row]], target: str, latest: list[Pro
 
     if build is not None:
         add(
-            "qlik_repository_build_info", (("build_version", build[0]), ("build_date", build[1])), 1
+            "qlik_repository_build_info",
+            (("build_version", build[0]), ("build_date", build[1])),
+            1.0,
         )
     if engine_version is not None:
         add("qlik_engine_build_info", (("version", engine_version),), 1.0)

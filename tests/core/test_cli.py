@@ -122,3 +122,33 @@ async def test_demo_config_with_a_short_interval_is_valid(sim: Simulator, tmp_pa
     config = parse_config(demo_config(sim, interval="2s"), base_dir=tmp_path)
     assert {t.timeout for t in config.targets} == {2.0}
     assert len(config.targets) == 4
+
+
+def test_report_says_expired_for_an_expired_certificate() -> None:
+    """The probe report says EXPIRED, not a negative number of days left."""
+    import time
+
+    from exporter.cli import format_report
+    from exporter.reasons import Reason
+    from exporter.results import CertificateInfo, ProbeResult
+
+    now = time.time()
+    result = ProbeResult(
+        target="t",
+        check="repository",
+        success=False,
+        reason=Reason.SERVER_CERTIFICATE_EXPIRED,
+        error="expired",
+        started=now,
+        finished=now,
+        duration=0.01,
+        certificates=[
+            CertificateInfo(
+                "server_repository", "h", "h-CA", "1", now - 90 * 86400, now - 2 * 86400
+            ),
+            CertificateInfo("client", "QlikClient", "h-CA", "2", now - 86400, now + 10 * 86400),
+        ],
+    )
+    lines = format_report(result, "h", 4242)
+    assert any("server_repository" in line and "EXPIRED 2.0 days ago" in line for line in lines)
+    assert any("client" in line and "10.0 days left  WARNING" in line for line in lines)
