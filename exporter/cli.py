@@ -252,7 +252,7 @@ def _days_left(seconds: float) -> str:
 
 async def probe_command(settings: Settings, target: str, check: str | None) -> int:
     """``probe TARGET [--check C]``: run once, print the report, exit 1 on any failure."""
-    from exporter.runner import TargetRuntime, _port_for
+    from exporter.runner import port_for
 
     try:
         config = load_config(settings.config_file)
@@ -269,9 +269,8 @@ async def probe_command(settings: Settings, target: str, check: str | None) -> i
         return 2
     t = config.target(target)
     assert t is not None
-    rt = TargetRuntime.build(t)
     for result in results:
-        print("\n".join(format_report(result, t.host, _port_for(rt, result.check))))
+        print("\n".join(format_report(result, t.host, port_for(t, result.check))))
     return 0 if all(r.success for r in results) else 1
 
 

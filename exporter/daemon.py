@@ -147,7 +147,7 @@ class Exporter:
         for t in targets:
             prev = old.get(t.name)
             new[t.name] = prev if prev is not None and prev.target == t else TargetRuntime.build(t)
-        self._sync_jobs(old, new)
+        self._sync_jobs(new)
         self._runtimes = new
         self._config = config
         self.store.retain((t.name, c) for t in targets for c in t.enabled_checks)
@@ -162,18 +162,21 @@ class Exporter:
             },
         )
 
-    def _sync_jobs(self, old: dict[str, TargetRuntime], new: dict[str, TargetRuntime]) -> None:
+    def _sync_jobs(self, new: dict[str, TargetRuntime]) -> None:
         scheduler = self._scheduler
         if scheduler is None:
             return
-        wanted = {_job_id(n, c) for n, rt in new.items() for c in rt.target.enabled_checks}
+        # A job runs (runtime, check); an unchanged target keeps its runtime object, so a job
+        # whose runtime is no longer the target's current one belongs to a changed or removed
+        # target.
         for job in scheduler.get_jobs():
-            if job.id not in wanted or old.get(job.id.split("/", 1)[0]) is not new.get(
-                job.id.split("/", 1)[0]
-            ):
+            rt, _check = job.args
+            if new.get(rt.target.name) is not rt:
                 job.remove()
         existing = {job.id for job in scheduler.get_jobs()}
-        first_spread = max(FIRST_RUN_SPREAD, len(wanted) / 200)
+        first_spread = max(
+            FIRST_RUN_SPREAD, sum(len(rt.target.enabled_checks) for rt in new.values()) / 200
+        )
         for name, rt in new.items():
             for check in rt.target.enabled_checks:
                 if _job_id(name, check) not in existing:

@@ -69,9 +69,9 @@ class TargetRuntime:
         return METHODS[self.target.auth.method].via_proxy
 
 
-def _port_for(rt: TargetRuntime, check: str) -> int:
-    t = rt.target
-    if rt.via_proxy or check == "tenant":
+def port_for(t: Target, check: str) -> int:
+    """The port ``check`` of target ``t`` connects to."""
+    if METHODS[t.auth.method].via_proxy or check == "tenant":
         return t.port
     return {"repository": t.ports.repository, "proxy": t.ports.proxy}.get(check, t.ports.engine)
 
@@ -192,7 +192,7 @@ async def _inspect_server(
             resolver=session.resolver, on_certificate=session.on_certificate, phases={}
         )
         async with asyncio.timeout(remaining):
-            conn = await inspect.open(rt.target.host, _port_for(rt, check), ctx)
+            conn = await inspect.open(rt.target.host, port_for(rt.target, check), ctx)
         # open() does not register the connection with the session; close it here or it
         # stays open (one socket per probe of a server with a bad certificate).
         conn.writer.transport.abort()
@@ -232,7 +232,7 @@ def classify(exc: BaseException, rt: TargetRuntime, check: str) -> tuple[Reason,
             )
         return Reason.SERVER_ERROR, f"{host} closed the connection without answering"
     if isinstance(exc, ConnectionRefusedError):
-        return Reason.CONNECT_REFUSED, f"{host}:{_port_for(rt, check)} refused the connection"
+        return Reason.CONNECT_REFUSED, f"{host}:{port_for(rt.target, check)} refused the connection"
     if isinstance(exc, ConnectionResetError | asyncio.IncompleteReadError | BrokenPipeError):
         return Reason.SERVER_ERROR, f"{host} closed the connection mid-request"
     if isinstance(exc, OSError):
