@@ -42,7 +42,7 @@ Self-metrics beyond DESIGN.md (all ``qlik_exporter_*``, emitted only with a stat
 - ``qlik_exporter_scheduler_jobs``: scheduled probe jobs (absent if the daemon doesn't say).
 - ``qlik_exporter_checks``: (target, check) pairs with results in the store.
 - ``qlik_exporter_collect_duration_seconds``: time this scrape spent building the metric
-  families from the store (text encoding not included).
+  families from the store (for the text format, rendering included).
 """
 
 from __future__ import annotations
@@ -265,10 +265,15 @@ class QlikCollector:
     """
 
     def __init__(
-        self, store: ResultStore, *, status: Callable[[], ExporterStatus] | None = None
+        self,
+        store: ResultStore,
+        *,
+        status: Callable[[], ExporterStatus] | None = None,
+        cache: RenderCache | None = None,
     ) -> None:
         self._store = store
         self._status = status
+        self._cache = RenderCache() if cache is None else cache
 
     def describe(self) -> Iterator[Metric]:
         """The families without samples, so registering never runs a collection."""
@@ -282,8 +287,17 @@ class QlikCollector:
             yield _metric(name, rows)
 
     def render_text(self) -> bytes:
-        """The families in the Prometheus text format 0.0.4 (what ``generate_latest`` gives)."""
-        return render_text(self._families())
+        """The families in the Prometheus text format 0.0.4 (what ``generate_latest`` gives).
+
+        Series unchanged since the last render with the same :class:`RenderCache` are reused.
+        """
+        begun = time.perf_counter()
+        snapshots = self._store.snapshot()
+        out = render_snapshots(snapshots, self._cache)
+        if self._status is not None:
+            selfs = _self_families(self._status(), len(snapshots), begun)
+            out.extend(_HEADERS[name] + _rows_text(rows) for name, rows in selfs)
+        return "".join(out).encode()
 
     def _families(self) -> Families:
         begun = time.perf_counter()
@@ -347,7 +361,14 @@ def _add_series(fams: dict[str, list[Row]], snapshots: Sequence[SeriesSnapshot])
 
 
 def _add_target_values(fams: dict[str, list[Row]], target: str, latest: list[ProbeResult]) -> None:
-    """Per-target values: each from the newest result that has it (``latest`` is oldest first)."""
+    """Per-target values as rows of ``fams``."""
+    for name, labels, value in _target_samples(target, latest):
+        fams[name].append((name, labels, None, "", value))
+
+
+def _target_samples(target: str, latest: list[ProbeResult]) -> list[tuple[str, Labels, float]]:
+    """Per-target samples (family, labels, value), each value from the newest result that has
+    it (``latest`` is oldest first), in FAMILIES order."""
     build = engine_version = health = proxy = tenant = None
     certs: dict[tuple[str, str], CertificateInfo] = {}
     creds: dict[str, float] = {}
@@ -361,8 +382,11 @@ def _add_target_values(fams: dict[str, list[Row]], target: str, latest: list[Pro
         certs.update(((c.source, c.serial), c) for c in r.certificates)
         creds.update((c.kind, c.expires) for c in r.credentials)
 
+    out: list[tuple[str, Labels, float]] = []
+    tl = ("target", target)
+
     def add(name: str, labels: Labels, value: float) -> None:
-        fams[name].append((name, (("target", target), *labels), None, "", value))
+        out.append((name, (tl, *labels), value))
 
     if build is not None:
         add(
@@ -382,11 +406,12 @@ def _add_target_values(fams: dict[str, list[Row]], target: str, latest: list[Pro
         add("qlik_cloud_tenant_info", tuple(zip(_TENANT_LABELS, ids, strict=True)), 1.0)
     for c in certs.values():
         cert = (c.source, c.subject_cn, c.issuer_cn, c.serial)
-        lab = tuple(zip(_CERT_LABELS[1:], cert, strict=True))
-        add("qlik_certificate_not_after_timestamp_seconds", lab, c.not_after)
-        add("qlik_certificate_not_before_timestamp_seconds", lab, c.not_before)
+        lab = (tl, *zip(_CERT_LABELS[1:], cert, strict=True))  # one tuple for both samples
+        out.append(("qlik_certificate_not_after_timestamp_seconds", lab, c.not_after))
+        out.append(("qlik_certificate_not_before_timestamp_seconds", lab, c.not_before))
     for kind, expires in creds.items():
         add("qlik_credential_expiry_timestamp_seconds", (("kind", kind),), expires)
+    return out
 
 
 _TENANT_LABELS: Final = ("tenant_id", "user_id", "user_status")
@@ -443,31 +468,175 @@ _SPECIAL: Final = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}  # Go spellings
 
 def render_text(families: Families) -> bytes:
     """Rows in the Prometheus text format 0.0.4; series labels are formatted once each."""
+    return "".join(_HEADERS[name] + _rows_text(rows) for name, rows in families).encode()
+
+
+def _rows_text(rows: list[Row]) -> str:
     out: list[str] = []
     append = out.append
     formatted: dict[int, str] = {}
-    pairs: dict[tuple[str, str], str] = {}
-    for name, rows in families:
-        typ, doc, _ = FAMILIES[name]
-        exposed = f"{name}_total" if typ == "counter" else name
-        doc = doc.replace("\\", r"\\").replace("\n", r"\n")
-        append(f"# HELP {exposed} {doc}\n# TYPE {exposed} {typ}\n")
-        for sample_name, base, extra, extra_value, value in rows:
-            labels = formatted.get(id(base))
-            if labels is None:
-                labels = formatted[id(base)] = ",".join(f'{k}="{_escape(v)}"' for k, v in base)
-            if extra is not None:
-                pair = pairs.get((extra, extra_value))
-                if pair is None:
-                    pair = pairs[extra, extra_value] = f'{extra}="{_escape(extra_value)}"'
-                labels = f"{labels},{pair}" if labels else pair
-            number = repr(value)
-            if number[-1] in "fn":  # inf, -inf, nan
-                number = _SPECIAL[number]
-            append(
-                f"{sample_name}{{{labels}}} {number}\n" if labels else f"{sample_name} {number}\n"
+    for sample_name, base, extra, extra_value, value in rows:
+        labels = formatted.get(id(base))
+        if labels is None:
+            labels = formatted[id(base)] = _labels_text(base)
+        if extra is not None:
+            pair = f'{extra}="{_escape(extra_value)}"'
+            labels = f"{labels},{pair}" if labels else pair
+        append(
+            f"{sample_name}{{{labels}}} {_num(value)}\n"
+            if labels
+            else f"{sample_name} {_num(value)}\n"
+        )
+    return "".join(out)
+
+
+def _num(value: float) -> str:
+    """A sample value as client_python writes it (Go's spellings of the infinities and NaN)."""
+    text = repr(value)
+    return _SPECIAL[text] if text[-1] in "fn" else text
+
+
+def _header(name: str) -> str:
+    typ, doc, _ = FAMILIES[name]
+    exposed = f"{name}_total" if typ == "counter" else name
+    doc = doc.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {exposed} {doc}\n# TYPE {exposed} {typ}\n"
+
+
+_HEADERS: Final = {name: _header(name) for name in FAMILIES}
+_PROBE_FAMILIES: Final = tuple(n for n in FAMILIES if n not in _SELF_NAMES)
+# Label suffixes of the fixed extra labels, formatted once: ',reason="timeout"} ' and so on.
+_FAILURE_SUFFIXES: Final = tuple((r, f',reason="{r}"}} ') for r in _REASONS)
+_LE_SUFFIXES: Final = tuple(f',le="{le}"}} ' for le in _LE)
+_PHASE_SUFFIXES: Final = tuple((p, f',phase="{p}"}} ') for p in PHASES)
+
+# One rendered piece: (family name, its sample lines for one series or one target).
+Piece = tuple[str, str]
+
+
+class RenderCache:
+    """The rendered text of every (target, check) series and every target's values.
+
+    A scrape re-renders only the series whose store version changed since the last scrape (and
+    the targets that own them); the rest is reused. Entries not seen in a scrape are dropped,
+    so removed targets do not linger. Concurrent scrapes in worker threads may share one
+    cache: entries are replaced whole, and losing a race only renders a series twice.
+    """
+
+    __slots__ = ("labels", "series", "targets")
+
+    def __init__(self) -> None:
+        self.series: dict[tuple[str, str], tuple[int, tuple[Piece, ...]]] = {}
+        self.targets: dict[str, tuple[tuple[tuple[str, int], ...], tuple[Piece, ...]]] = {}
+        self.labels: dict[Labels, str] = {}  # formatted per-target label sets
+
+
+def render_snapshots(snapshots: Sequence[SeriesSnapshot], cache: RenderCache) -> list[str]:
+    """Every probe family of ``snapshots`` as text, in FAMILIES order, reusing ``cache``."""
+    chunks: dict[str, list[str]] = {name: [] for name in _PROBE_FAMILIES}
+    old_series, old_targets = cache.series, cache.targets
+    new_series: dict[tuple[str, str], tuple[int, tuple[Piece, ...]]] = {}
+    new_targets: dict[str, tuple[tuple[tuple[str, int], ...], tuple[Piece, ...]]] = {}
+    labels = cache.labels
+    if len(labels) > 8 * len(snapshots) + 64:  # rotated certificates' label sets: start afresh
+        labels = cache.labels = {}
+    for s in snapshots:
+        key = (s.target, s.check)
+        entry = old_series.get(key)
+        if entry is None or entry[0] != s.version or not s.version:
+            entry = (s.version, _series_text(s))
+        new_series[key] = entry
+        for name, text in entry[1]:
+            chunks[name].append(text)
+    for target, grouped in groupby(snapshots, key=lambda s: s.target):
+        group = list(grouped)
+        versions = tuple((s.check, s.version) for s in group)
+        cached = old_targets.get(target)
+        if cached is None or cached[0] != versions or not all(v for _, v in versions):
+            cached = (versions, _target_text(target, group, labels))
+        new_targets[target] = cached
+        for name, text in cached[1]:
+            chunks[name].append(text)
+    cache.series, cache.targets = new_series, new_targets
+    out: list[str] = []
+    for name in _PROBE_FAMILIES:
+        out.append(_HEADERS[name])
+        out.extend(chunks[name])
+    return out
+
+
+def _series_text(s: SeriesSnapshot) -> tuple[Piece, ...]:
+    """One series' sample lines, by family: the same samples as :func:`_add_series` rows."""
+    lab = f'{{target="{_escape(s.target)}",check="{_escape(s.check)}"'
+    closed = lab + "} "
+    got = s.failures
+    fail = "qlik_probe_failures_total" + lab
+    bucket = "qlik_probe_latency_seconds_bucket" + lab
+    counts = (*s.latency_buckets, s.latency_count)
+    out: list[Piece] = [
+        ("qlik_probe_runs", f"qlik_probe_runs_total{closed}{float(s.runs)!r}\n"),
+        (
+            "qlik_probe_failures",
+            "".join([f"{fail}{sfx}{float(got.get(r, 0))!r}\n" for r, sfx in _FAILURE_SUFFIXES]),
+        ),
+        (
+            "qlik_probe_latency_seconds",
+            "".join(
+                [
+                    f"{bucket}{sfx}{float(n)!r}\n"
+                    for sfx, n in zip(_LE_SUFFIXES, counts, strict=True)
+                ]
             )
-    return "".join(out).encode()
+            + f"qlik_probe_latency_seconds_count{closed}{float(s.latency_count)!r}\n"
+            + f"qlik_probe_latency_seconds_sum{closed}{_num(s.latency_sum)}\n",
+        ),
+    ]
+    if s.last_success is not None:
+        name = "qlik_probe_last_success_timestamp_seconds"
+        out.append((name, f"{name}{closed}{_num(s.last_success)}\n"))
+    r = s.latest
+    if r is None:
+        return tuple(out)
+    out.append(
+        ("qlik_probe_success", f"qlik_probe_success{closed}{'1.0' if r.success else '0.0'}\n")
+    )
+    out.append(
+        ("qlik_probe_duration_seconds", f"qlik_probe_duration_seconds{closed}{_num(r.duration)}\n")
+    )
+    name = "qlik_probe_last_run_timestamp_seconds"
+    out.append((name, f"{name}{closed}{_num(r.finished)}\n"))
+    name = "qlik_probe_phase_duration_seconds"
+    phases = "".join(
+        [f"{name}{lab}{sfx}{_num(r.phases[p])}\n" for p, sfx in _PHASE_SUFFIXES if p in r.phases]
+    )
+    if phases:
+        out.append((name, phases))
+    if r.hostname_match is not None:
+        name = "qlik_certificate_hostname_match"
+        out.append((name, f"{name}{closed}{'1.0' if r.hostname_match else '0.0'}\n"))
+    return tuple(out)
+
+
+def _target_text(
+    target: str, group: list[SeriesSnapshot], labels_text: dict[Labels, str]
+) -> tuple[Piece, ...]:
+    """One target's values (build, engine, proxy, tenant, certificates, credentials) as text.
+
+    ``labels_text`` memoizes formatted label sets: a target's certificates and build rarely
+    change while its checks' results do, every run.
+    """
+    latest = sorted((s.latest for s in group if s.latest is not None), key=lambda r: r.finished)
+    out: list[Piece] = []
+    for name, labels, value in _target_samples(target, latest):
+        text = labels_text.get(labels)
+        if text is None:
+            text = labels_text[labels] = _labels_text(labels)
+        out.append((name, f"{name}{{{text}}} {_num(value)}\n"))
+    return tuple(out)
+
+
+def _labels_text(labels: Labels) -> str:
+    return ",".join([f'{k}="{_escape(v)}"' for k, v in labels])
 
 
 def probe_registry(results: Iterable[ProbeResult]) -> CollectorRegistry:

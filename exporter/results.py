@@ -7,6 +7,7 @@ families on every scrape.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -99,7 +100,12 @@ class _Series:
     latency_buckets: list[int] = field(default_factory=list)
     latency_sum: float = 0.0
     latency_count: int = 0
+    version: int = 0
 
+
+# Every change to any series in any store takes the next number, so a version identifies one
+# state of one series process-wide (renderers cache text by it; see exporter.metrics).
+_VERSIONS = itertools.count(1)
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -118,7 +124,9 @@ class ResultStore:
     def record_start(self, target: str, check: str) -> None:
         """Count a run as started (``qlik_probe_runs_total``)."""
         with self._lock:
-            self._get(target, check).runs += 1
+            s = self._get(target, check)
+            s.runs += 1
+            s.version = next(_VERSIONS)
 
     def record(self, result: ProbeResult) -> None:
         """Store a finished run's result and update its counters and histogram."""
@@ -134,6 +142,7 @@ class ResultStore:
                     s.latency_buckets[i] += 1
             s.latency_sum += result.duration
             s.latency_count += 1
+            s.version = next(_VERSIONS)
 
     def retain(self, keys: Iterable[tuple[str, str]]) -> None:
         """Forget every (target, check) not in ``keys``: removed targets leave ``/metrics``."""
@@ -157,6 +166,7 @@ class ResultStore:
                     latency_buckets=tuple(s.latency_buckets),
                     latency_sum=s.latency_sum,
                     latency_count=s.latency_count,
+                    version=s.version,
                 )
                 for (t, c), s in sorted(self._series.items())
             ]
@@ -182,3 +192,4 @@ class SeriesSnapshot:
     latency_buckets: tuple[int, ...]  # cumulative counts (runs <= each LATENCY_BUCKETS bound)
     latency_sum: float
     latency_count: int
+    version: int = 0  # changes whenever anything above changes; unique across stores

@@ -36,7 +36,7 @@ from pydantic import SecretBytes, SecretStr
 
 from exporter import __version__
 from exporter.config import Config
-from exporter.metrics import ExporterStatus, QlikCollector, probe_registry
+from exporter.metrics import ExporterStatus, QlikCollector, RenderCache, probe_registry
 from exporter.results import CertificateInfo, ProbeResult, ResultStore, SeriesSnapshot
 from exporter.settings import split_address
 from exporter.webconfig import WebConfig, basic_auth_middleware
@@ -104,6 +104,7 @@ class _ProbeLimiter:
 
 
 _LIMITER = web.AppKey("probe_limiter", _ProbeLimiter)
+_RENDER_CACHE = web.AppKey("render_cache", RenderCache)
 
 
 def create_app(
@@ -118,6 +119,7 @@ def create_app(
     app[STATE] = state
     app[_LIMITER] = _ProbeLimiter(concurrency=probe_concurrency, queue=probe_queue)
     app[_PROCESS] = _process_registry()
+    app[_RENDER_CACHE] = RenderCache()  # /metrics re-renders only the series that changed
     app[_AUTH] = False
     if web_config is not None:
         install_basic_auth(app, web_config)
@@ -245,7 +247,7 @@ def _redact(value: Any) -> Any:
 async def _metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     status = state.status  # read on the loop; the collector runs in a worker thread
-    collector = QlikCollector(state.store, status=lambda: status)
+    collector = QlikCollector(state.store, status=lambda: status, cache=request.app[_RENDER_CACHE])
     accept = request.headers.get("Accept", "")
     zipped = gzip_accepted(request.headers.get("Accept-Encoding", ""))
     body, content_type = await asyncio.to_thread(

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import platform
+import random
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
-from exporter.metrics import ExporterStatus, QlikCollector, probe_registry
+from exporter.metrics import (
+    ExporterStatus,
+    QlikCollector,
+    RenderCache,
+    build_families,
+    probe_registry,
+    render_text,
+)
 from exporter.reasons import Reason
 from exporter.results import (
     CertificateInfo,
@@ -245,3 +253,61 @@ def test_every_family_has_help_that_says_where_values_come_from() -> None:
     assert "# HELP qlik_probe_success 1 if the last scheduled run" in text
     assert "# TYPE qlik_probe_runs_total counter" in text
     assert "# TYPE qlik_probe_latency_seconds histogram" in text
+
+
+def _random_result(rng: random.Random, target: str, check: str, now: float) -> ProbeResult:
+    ok = rng.random() < 0.6
+    serial = f"{rng.randrange(3):02x}"  # rotating certificates change label sets
+    values = CheckValues(
+        repository_build=rng.choice([None, ("31.43.0.0", "4/12/2024"), ("31.44.0.0", "x")]),
+        engine_version=rng.choice([None, "12.1823.6"]),
+        engine_health=rng.choice([None, EngineHealth(3, 2, 1, 1e9, 0.25, rng.random() < 0.5)]),
+        proxy_sessions=rng.choice([None, ("jwt", rng.randrange(5))]),
+        tenant=rng.choice([None, TenantInfo("t1", "u1", "active")]),
+    )
+    return result(
+        target,
+        check,
+        success=ok,
+        reason=None if ok else rng.choice(list(Reason)),
+        finished=now,
+        duration=rng.choice([0.01, 0.3, 7.0, float("inf")]),
+        phases={p: rng.random() for p in rng.sample(["resolve", "connect", "tls", "read"], 2)},
+        values=values,
+        certificates=[cert("client", serial, not_after=now + 1e6), cert("server_" + check, "aa")],
+        credentials=[CredentialInfo("jwt", now + rng.randrange(100))] if rng.random() < 0.3 else [],
+        hostname_match=rng.choice([None, True, False]),
+    )
+
+
+def test_cached_render_equals_a_fresh_render_after_every_change() -> None:
+    """One RenderCache reused across 400 random changes (runs, results, removed and re-added
+    targets) always renders exactly what an uncached render of the same store gives."""
+    rng = random.Random(7)
+    store = ResultStore()
+    cache = RenderCache()
+    keys = [(t, c) for t in ("a", "b", "c", 'q"uote') for c in ("repository", "engine", "proxy")]
+    for step in range(400):
+        target, check = rng.choice(keys)
+        action = rng.random()
+        if action < 0.2:
+            store.record_start(target, check)
+        elif action < 0.9:
+            store.record(_random_result(rng, target, check, 1000.0 + step))
+        else:
+            store.retain(k for k in keys if k[0] != target)  # the target leaves the config
+        cached = QlikCollector(store, cache=cache).render_text()
+        assert cached == render_text(build_families(store.snapshot())), step
+    assert set(cache.series) == {(s.target, s.check) for s in store.snapshot()}
+
+
+def test_one_cache_over_two_stores_never_shows_the_other_stores_values() -> None:
+    """Versions are unique across stores, so a cache never serves another store's text."""
+    cache = RenderCache()
+    first, second = ResultStore(), ResultStore()
+    first.record(result(duration=1.0))
+    second.record(result(duration=2.0))
+    assert b"qlik_probe_duration_seconds{" in QlikCollector(first, cache=cache).render_text()
+    text = QlikCollector(second, cache=cache).render_text().decode()
+    assert 'qlik_probe_duration_seconds{target="central",check="repository"} 2.0' in text
+    assert 'qlik_probe_duration_seconds{target="central",check="repository"} 1.0' not in text
