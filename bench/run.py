@@ -255,11 +255,9 @@ def bench_scale(
     count: int,
     interval: int,
     duration: float,
-    *,
-    fixed: bool,
 ) -> dict[str, Any]:
     """The real daemon on ``count`` repository checks spread over the simulators."""
-    name = f"scale_{count}_{'fixed' if fixed else 'asis'}"
+    name = f"scale_{count}"
     targets = []
     for i in range(count):
         t = cert_target(sims[i % len(sims)][1], f"t{i:05d}")
@@ -269,7 +267,7 @@ def bench_scale(
     config.write_text(json.dumps({"defaults": {"interval": f"{interval}s"}, "targets": targets}))
     out = work / f"{name}.out"
     argv = [sys.executable, str(HERE / "scale_worker.py"), "--config", str(config)]
-    argv += ["--duration", str(duration)] + (["--fixed"] if fixed else [])
+    argv += ["--duration", str(duration)]
     sim_cpu0 = [proc_cpu(p.pid) for p, _ in sims]
     t0 = time.perf_counter()
     peak_rss, cpu_seen = 0, 0.0
@@ -288,7 +286,7 @@ def bench_scale(
             children.stop(proc)
     wall = time.perf_counter() - t0
     sim_cpu = [proc_cpu(p.pid) - c for (p, _), c in zip(sims, sim_cpu0, strict=True)]
-    result: dict[str, Any] = {"count": count, "fixed": fixed, "killed": killed}
+    result: dict[str, Any] = {"count": count, "killed": killed}
     if not killed and out.stat().st_size:
         result |= json.loads(out.read_text())
     else:
@@ -503,15 +501,14 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
     )
     out += ["", "### Daemon at scale", ""]
     out.append(
-        "| target-checks | variant | interval | runs due / started | missed | lag p50 | lag p99 "
+        "| target-checks | interval | runs due / started | missed | lag p50 | lag p99 "
         "| latest ok | loop lag max | CPU (cores) | RSS peak | simulators' CPU | result |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in res["scale"]:
-        variant = "proposed fixes (bench patch)" if s["fixed"] else "as is"
         if s["killed"]:
             out.append(
-                f"| {s['count']} | {variant} | {args.interval} s | – | did not finish: loop "
+                f"| {s['count']} | {args.interval} s | – | did not finish: loop "
                 f"blocked, killed after {s.get('hard', '?')} s | – | – | – | – | "
                 f"{s['cpu_ratio']:.2f} | {mib(s['rss_peak_observed'])} | "
                 f"{', '.join(f'{c:.2f}' for c in s['sim_cpu_ratio'])} | **FAIL** |"
@@ -523,7 +520,7 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
         if s["count"] == args.small:
             checks.append(s["rss_peak_observed"] / 2**20 <= TARGETS["rss_1000_mib"])
         out.append(
-            f"| {s['count']} | {variant} | {s['interval']:.0f} s | {s['runs_due']} / "
+            f"| {s['count']} | {s['interval']:.0f} s | {s['runs_due']} / "
             f"{s['runs_started']} | {missed} | {s['lag']['p50'] or 0:.3f} s | "
             f"{s['lag']['p99'] or 0:.3f} s | {ok}/{s['jobs']} | {s['loop_lag']['max']:.2f} s | "
             f"{s['cpu_ratio']:.2f} | {mib(s['rss_peak_observed'])} | "
@@ -610,17 +607,9 @@ def run(args: argparse.Namespace, children: Children, work: Path) -> dict[str, A
     res["metrics"] = bench_metrics(10_000, args.metrics_reps)
     res["scale"] = []
     duration = 2 * args.interval + 8
-    for count, fixed in [
-        (args.small, False),
-        (args.large, False),
-        (args.small, True),
-        (args.large, True),
-    ]:
-        log(
-            f"daemon: {count} target-checks, "
-            f"{'with proposed fixes' if fixed else 'as is'}, ~{duration:.0f} s"
-        )
-        s = bench_scale(children, sims, work, count, args.interval, duration, fixed=fixed)
+    for count in (args.small, args.large):
+        log(f"daemon: {count} target-checks, ~{duration:.0f} s")
+        s = bench_scale(children, sims, work, count, args.interval, duration)
         s["hard"] = round(duration * 1.5 + 10)
         res["scale"].append(s)
     return res

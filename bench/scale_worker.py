@@ -36,42 +36,7 @@ from exporter.daemon import Exporter
 from exporter.runner import TargetRuntime
 
 
-def apply_proposed_fixes() -> None:
-    """Bench-side what-if patches for the problems this benchmark found (not in the product).
-
-    1. One client identity and TLS context pair per set of files instead of per target:
-       ``load_identity`` (RSA key load and check, ~70 ms) and ``build_contexts`` (system trust
-       store load, ~45 ms and ~1 MiB per context) are cached by the files' stamps.
-    2. Runs spread over the whole interval instead of its first ``FIRST_RUN_SPREAD`` seconds.
-    """
-    import exporter.auth.certificate as cert_auth
-    import exporter.daemon as daemon
-    from exporter.auth.common import file_stamp
-
-    load_identity, build_contexts = cert_auth.load_identity, cert_auth.build_contexts
-    identities: dict[Any, Any] = {}
-    contexts: dict[Any, Any] = {}
-
-    def cached_identity(auth: Any) -> Any:
-        key = file_stamp(auth.cert_file, auth.key_file, auth.key_password_file)
-        if key not in identities:
-            identities[key] = load_identity(auth)
-        return identities[key]
-
-    def cached_contexts(target: Any, identity: Any = None) -> Any:
-        key = (target.tls_verify, file_stamp(target.ca_file), identity and id(identity[1]))
-        if key not in contexts:
-            contexts[key] = build_contexts(target, identity)
-        return contexts[key]
-
-    cert_auth.load_identity = cached_identity  # type: ignore[assignment]
-    cert_auth.build_contexts = cached_contexts  # type: ignore[assignment]
-    daemon.FIRST_RUN_SPREAD = 1e9  # min(interval, spread) = the interval
-
-
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    if args.fixed:
-        apply_proposed_fixes()
     config_file = Path(args.config)
     config = load_config(config_file)
     interval = float(config.targets[0].interval)
@@ -191,7 +156,6 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--config", required=True)
     p.add_argument("--duration", type=float, required=True)
-    p.add_argument("--fixed", action="store_true", help="apply the proposed fixes (what-if)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     print(json.dumps(asyncio.run(main_async(args))))

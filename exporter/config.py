@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import (
@@ -512,6 +512,11 @@ def parse_config(data: object, *, base_dir: Path) -> Config:
         raise ConfigError(format_errors(exc)) from None
 
 
+# libyaml's safe loader when PyYAML has it (its wheels do): for a config of thousands of targets
+# it is ten times faster, and its peak memory, which stays in the process as RSS, a fraction.
+_SAFE_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path, what: str, error: type[ConfigError] = ConfigError) -> Any:
     """Read and parse a YAML file, turning every problem into one ``error`` line naming it."""
     try:
@@ -521,12 +526,25 @@ def read_yaml(path: Path, what: str, error: type[ConfigError] = ConfigError) -> 
     except (OSError, UnicodeDecodeError) as exc:
         raise error([f"{path}: cannot read {what}: {exc}"]) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506  # a safe loader
     except yaml.YAMLError as exc:
+        exc = _pure_python_error(text) or exc
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "syntax error"
         raise error([f"{path}: invalid YAML{where}: {problem}"]) from None
+
+
+def _pure_python_error(text: str) -> yaml.YAMLError | None:
+    """PyYAML's own error for ``text``: libyaml words some errors differently, and a message
+    should not depend on whether libyaml is installed."""
+    if _SAFE_LOADER is yaml.SafeLoader:
+        return None
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        return exc
+    return None
 
 
 def load_config(path: Path) -> Config:

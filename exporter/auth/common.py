@@ -145,30 +145,37 @@ def shared_contexts(target: Target) -> TlsContexts:
     return ctx
 
 
+# The certificates of each ca_file, parsed once for every target that names it and re-read when
+# the file changes: {path: (stamp, certificates, their root infos)}.
+_TRUST: dict[
+    Path, tuple[tuple[tuple[str, int, int], ...], list[x509.Certificate], list[CertificateInfo]]
+] = {}
+
+
 class TrustFiles:
     """The target's ``ca_file`` read for its ``root`` certificate metrics, re-read on change."""
 
     def __init__(self, target: Target) -> None:
         self._path = target.ca_file
-        self._stamp: tuple[tuple[str, int, int], ...] = ()
-        self._certs: list[x509.Certificate] = []
-        self._infos: list[CertificateInfo] = []
 
     def load(self) -> tuple[list[x509.Certificate], list[CertificateInfo]]:
         """The CA certificates in ``ca_file`` and a fresh list of their ``root`` infos.
 
         Raises CredentialError if the file became unreadable.
         """
-        if self._path is not None:
-            stamp = file_stamp(self._path)
-            if stamp != self._stamp:
-                try:
-                    certs = load_pem_certificates(self._path)
-                except (OSError, ValueError) as exc:
-                    raise CredentialError(f"ca_file {self._path}: {os_reason(exc)}") from None
-                self._certs, self._infos = certs, [describe(c, "root") for c in certs]
-                self._stamp = stamp
-        return self._certs, list(self._infos)
+        if self._path is None:
+            return [], []
+        stamp = file_stamp(self._path)
+        entry = _TRUST.get(self._path)
+        if entry is None or entry[0] != stamp:
+            try:
+                certs = load_pem_certificates(self._path)
+            except (OSError, ValueError) as exc:
+                raise CredentialError(f"ca_file {self._path}: {os_reason(exc)}") from None
+            if len(_TRUST) > 4096:
+                _TRUST.clear()  # files no longer used; re-read on demand
+            entry = _TRUST[self._path] = (stamp, certs, [describe(c, "root") for c in certs])
+        return entry[1], list(entry[2])
 
     def infos(self) -> list[CertificateInfo]:
         """``root`` certificate infos (a new list each time; the items are shared)."""

@@ -445,3 +445,33 @@ def test_config_check_reads_file_from_environment(
     monkeypatch.setenv("QLIK_EXPORTER_CONFIG_FILE", os.fspath(path))
     assert main(["--config.check"]) == 0
     assert capsys.readouterr().out == f"{path}: OK (1 targets, 1 checks)\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["targets:\n  - name: a\n   host: b\n", "targets: [a, b\n", "a: b: c\n", "targets:\n\t- x\n"],
+)
+def test_yaml_errors_read_the_same_with_and_without_libyaml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """The config is parsed by libyaml when PyYAML has it, but errors keep PyYAML's wording."""
+    import exporter.config as config_module
+
+    path = tmp_path / "bad.yml"
+    path.write_text(text)
+    lines = {}
+    for loader in (yaml.SafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        monkeypatch.setattr(config_module, "_SAFE_LOADER", loader)
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        lines[loader.__name__] = info.value.errors
+    assert len(set(map(tuple, lines.values()))) == 1, lines
+    assert next(iter(lines.values()))[0].startswith(f"{path}: invalid YAML at line ")
+
+
+def test_config_is_parsed_with_libyaml_when_pyyaml_has_it() -> None:
+    """PyYAML's wheels bundle libyaml; a large config then parses in C."""
+    import exporter.config as config_module
+
+    assert yaml.__with_libyaml__
+    assert config_module._SAFE_LOADER is yaml.CSafeLoader
