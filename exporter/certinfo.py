@@ -7,6 +7,7 @@ because the exporter must describe a server certificate also when verification f
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from pathlib import Path
 
@@ -33,6 +34,25 @@ def describe(cert: x509.Certificate, source: str) -> CertificateInfo:
         serial=format(cert.serial_number, "x"),
         not_before=cert.not_valid_before_utc.timestamp(),
         not_after=cert.not_valid_after_utc.timestamp(),
+    )
+
+
+def describe_server(der: bytes, source: str, host: str) -> tuple[CertificateInfo, bool]:
+    """A server certificate (DER, as the handshake gave it) described, and whether it covers
+    ``host``. A site serves the same certificate for months, so the parse is cached by DER."""
+    info, match = _describe_der(der, host)
+    return (info if info.source == source else _with_source(info, source)), match
+
+
+@functools.lru_cache(maxsize=1024)
+def _describe_der(der: bytes, host: str) -> tuple[CertificateInfo, bool]:
+    cert = x509.load_der_x509_certificate(der)
+    return describe(cert, ""), hostname_matches(cert, host)
+
+
+def _with_source(info: CertificateInfo, source: str) -> CertificateInfo:
+    return CertificateInfo(
+        source, info.subject_cn, info.issuer_cn, info.serial, info.not_before, info.not_after
     )
 
 

@@ -13,10 +13,8 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from cryptography import x509
-
 from exporter.auth import METHODS, AuthMethod, CredentialError, build_auth
-from exporter.certinfo import describe, hostname_matches
+from exporter.certinfo import describe_server
 from exporter.checks import CHECKS, ProbeContext
 from exporter.config import Target
 from exporter.reasons import Reason
@@ -85,10 +83,9 @@ class _ServerCertificate:
     info: CertificateInfo | None = None
     hostname_match: bool | None = None
 
-    def __call__(self, host: str, port: int, cert: x509.Certificate) -> None:
+    def __call__(self, host: str, port: int, der: bytes) -> None:
         if self.info is None:
-            self.info = describe(cert, self.source)
-            self.hostname_match = hostname_matches(cert, self.host)
+            self.info, self.hostname_match = describe_server(der, self.source, self.host)
 
 
 async def run_probe(

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cryptography import x509
 from multidict import CIMultiDict
 
 import exporter
@@ -136,7 +135,7 @@ class HttpSession:
     resolver: Resolver
     phases: dict[str, float] = field(default_factory=dict)
     max_body: int = DEFAULT_MAX_BODY
-    on_certificate: Callable[[str, int, x509.Certificate], None] | None = None
+    on_certificate: Callable[[str, int, bytes], None] | None = None  # the server's DER
     _conns: dict[tuple[str, int], _Conn] = field(default_factory=dict)
 
     def _phase(self, name: str, started: float) -> None:
@@ -160,7 +159,7 @@ class HttpSession:
         ssl_obj = writer.get_extra_info("ssl_object")
         der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
         if der and self.on_certificate is not None:
-            self.on_certificate(host, port, x509.load_der_x509_certificate(der))
+            self.on_certificate(host, port, der)
         return _Conn(reader, writer)
 
     @staticmethod

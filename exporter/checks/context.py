@@ -23,8 +23,14 @@ XSRF_BODY = "XSRF prevention check failed"
 
 
 def new_xrfkey() -> str:
-    """A fresh 16-character ``[0-9a-zA-Z]`` key; Qlik allows a new one on every call."""
-    return "".join(secrets.choice(_XRF_ALPHABET) for _ in range(16))
+    """A fresh 16-character ``[0-9a-zA-Z]`` key; Qlik allows a new one on every call.
+
+    Uniform over the alphabet: bytes of 248 and above (4 × 62) are dropped, not folded in.
+    """
+    key = ""
+    while len(key) < 16:
+        key += "".join([_XRF_ALPHABET[b % 62] for b in secrets.token_bytes(24) if b < 248])
+    return key[:16]
 
 
 @dataclass(slots=True)

@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from cryptography import x509
 
 from exporter.checks.context import ProbeContext
 from exporter.reasons import Reason
@@ -108,9 +107,7 @@ def _record_certificate(ctx: ProbeContext, ws: aiohttp.ClientWebSocketResponse) 
     ssl_obj = ws.get_extra_info("ssl_object")
     der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
     if der and ctx.session.on_certificate is not None:
-        ctx.session.on_certificate(
-            ctx.target.host, ctx.target.ports.engine, x509.load_der_x509_certificate(der)
-        )
+        ctx.session.on_certificate(ctx.target.host, ctx.target.ports.engine, der)
 
 
 def _handshake_failure(exc: aiohttp.WSServerHandshakeError, url: str) -> ProbeFailure:

@@ -1,0 +1,77 @@
+"""Per-probe helpers: the xrfkey generator and the cached server-certificate description."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import string
+from collections import Counter
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from exporter.certinfo import describe_server
+from exporter.checks.context import new_xrfkey
+
+ALPHABET = set(string.ascii_letters + string.digits)
+
+
+def test_xrfkeys_are_16_alphanumerics_fresh_and_uniform() -> None:
+    """Every key is 16 of [0-9a-zA-Z], keys do not repeat, and no character is favoured."""
+    keys = [new_xrfkey() for _ in range(4000)]
+    assert all(len(k) == 16 and set(k) <= ALPHABET for k in keys)
+    assert len(set(keys)) == len(keys)
+    counts = Counter("".join(keys))
+    assert set(counts) == ALPHABET
+    expected = 16 * len(keys) / 62  # ~1032 per character
+    chi2 = sum((n - expected) ** 2 / expected for n in counts.values())
+    assert chi2 < 120, chi2  # 61 degrees of freedom: p < 1e-5 beyond this; modulo bias gives ~500
+
+
+def _server_cert(names: list[str], serial: int) -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Sense-CA")])
+    sans: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            sans.append(x509.DNSName(n))
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=90))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_server_certificate_description_is_right_for_each_source_and_host() -> None:
+    """The cache keys by DER and host: each check gets its own source label and each host its
+    own match, and a different certificate is never answered from the cache."""
+    der = _server_cert(["sense.example.com", "10.0.0.5"], serial=0x1F)
+    info, match = describe_server(der, "server_repository", "sense.example.com")
+    assert (info.source, info.subject_cn, info.issuer_cn, info.serial) == (
+        "server_repository",
+        "sense.example.com",
+        "Sense-CA",
+        "1f",
+    )
+    assert info.not_after == dt.datetime(2026, 4, 1, tzinfo=dt.UTC).timestamp()
+    assert match is True
+    again, match = describe_server(der, "server_engine", "other.example.com")
+    assert again.source == "server_engine"
+    assert again.serial == "1f"
+    assert match is False
+    assert describe_server(der, "server_proxy", "10.0.0.5")[1] is True
+    other = _server_cert(["sense.example.com"], serial=0x20)
+    assert describe_server(other, "server_repository", "sense.example.com")[0].serial == "20"
