@@ -27,7 +27,7 @@ from tests.core.conftest import cert_target, cloud_target, header_target, jwt_ta
 REPO = Path(__file__).resolve().parents[2]
 MAX_PROBES = 20_000
 MAX_SECONDS = 120.0  # CI budget; the achieved count and rate are printed
-WARMUP_PROBES = 1_500
+WARMUP_PROBES = 3_000  # the allocator settles first; a leak keeps growing after it
 MAX_FD_GROWTH = 10
 MAX_RSS_GROWTH = 30 * 1024 * 1024
 
@@ -80,7 +80,7 @@ async def test_soak_keeps_memory_fds_and_tasks_flat(sim: Simulator, tmp_path: Pa
     )
     assert f["unexpected"] == []
     assert 0 < f["failures"] < f["probes"]
-    assert f["probes"] >= 5 * WARMUP_PROBES  # enough probes after warm-up to show a leak
+    assert f["probes"] >= 3 * WARMUP_PROBES  # enough probes after warm-up to show a leak
     assert f["scrapes"] == f["probes"] // 32
     assert len(f["reasons"]) >= 8  # the faults really were varied
     assert end["fds"] - warm["fds"] <= MAX_FD_GROWTH
