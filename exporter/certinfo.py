@@ -37,17 +37,25 @@ def describe(cert: x509.Certificate, source: str) -> CertificateInfo:
     )
 
 
-def describe_server(der: bytes, source: str, host: str) -> tuple[CertificateInfo, bool]:
+def describe_server(der: bytes, source: str, host: str) -> tuple[CertificateInfo, bool] | None:
     """A server certificate (DER, as the handshake gave it) described, and whether it covers
-    ``host``. A site serves the same certificate for months, so the parse is cached by DER."""
-    info, match = _describe_der(der, host)
+    ``host``; None if ``cryptography`` cannot parse what OpenSSL accepted (the probe goes on
+    without its certificate metrics). A site serves the same certificate for months, so the
+    parse is cached by DER."""
+    described = _describe_der(der, host)
+    if described is None:
+        return None
+    info, match = described
     return (info if info.source == source else _with_source(info, source)), match
 
 
 @functools.lru_cache(maxsize=1024)
-def _describe_der(der: bytes, host: str) -> tuple[CertificateInfo, bool]:
-    cert = x509.load_der_x509_certificate(der)
-    return describe(cert, ""), hostname_matches(cert, host)
+def _describe_der(der: bytes, host: str) -> tuple[CertificateInfo, bool] | None:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        return describe(cert, ""), hostname_matches(cert, host)
+    except ValueError:
+        return None
 
 
 def _with_source(info: CertificateInfo, source: str) -> CertificateInfo:

@@ -84,8 +84,8 @@ class _ServerCertificate:
     hostname_match: bool | None = None
 
     def __call__(self, host: str, port: int, der: bytes) -> None:
-        if self.info is None:
-            self.info, self.hostname_match = describe_server(der, self.source, self.host)
+        if self.info is None and (described := describe_server(der, self.source, self.host)):
+            self.info, self.hostname_match = described
 
 
 async def run_probe(

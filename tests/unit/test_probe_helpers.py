@@ -59,7 +59,9 @@ def test_server_certificate_description_is_right_for_each_source_and_host() -> N
     """The cache keys by DER and host: each check gets its own source label and each host its
     own match, and a different certificate is never answered from the cache."""
     der = _server_cert(["sense.example.com", "10.0.0.5"], serial=0x1F)
-    info, match = describe_server(der, "server_repository", "sense.example.com")
+    described = describe_server(der, "server_repository", "sense.example.com")
+    assert described is not None
+    info, match = described
     assert (info.source, info.subject_cn, info.issuer_cn, info.serial) == (
         "server_repository",
         "sense.example.com",
@@ -68,10 +70,22 @@ def test_server_certificate_description_is_right_for_each_source_and_host() -> N
     )
     assert info.not_after == dt.datetime(2026, 4, 1, tzinfo=dt.UTC).timestamp()
     assert match is True
-    again, match = describe_server(der, "server_engine", "other.example.com")
+    described = describe_server(der, "server_engine", "other.example.com")
+    assert described is not None
+    again, match = described
     assert again.source == "server_engine"
     assert again.serial == "1f"
     assert match is False
-    assert describe_server(der, "server_proxy", "10.0.0.5")[1] is True
-    other = _server_cert(["sense.example.com"], serial=0x20)
-    assert describe_server(other, "server_repository", "sense.example.com")[0].serial == "20"
+    by_ip = describe_server(der, "server_proxy", "10.0.0.5")
+    assert by_ip is not None
+    assert by_ip[1] is True
+    other = describe_server(
+        _server_cert(["sense.example.com"], 0x20), "server_x", "sense.example.com"
+    )
+    assert other is not None
+    assert other[0].serial == "20"
+
+
+def test_a_server_certificate_cryptography_cannot_parse_is_left_out_not_raised() -> None:
+    """What OpenSSL accepted but cryptography cannot read costs only the certificate metrics."""
+    assert describe_server(b"0\x03\x02\x01\x00", "server_repository", "sense.example.com") is None
