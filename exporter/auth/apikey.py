@@ -10,13 +10,11 @@ from exporter.auth.common import (
     CredentialError,
     Prepared,
     TrustFiles,
-    check_not_expired,
-    os_reason,
+    read_token,
     shared_contexts,
-    token_expiry,
+    token_credentials,
 )
 from exporter.config import ApiKeyAuth, Target
-from exporter.results import CredentialInfo
 
 
 class ApiKeyMethod:
@@ -31,16 +29,13 @@ class ApiKeyMethod:
     def prepare(self) -> Prepared:
         """The bearer header and the key's expiry."""
         infos = self._trust.infos()
-        credentials: list[CredentialInfo] = []
+        auth = self._auth
         try:
             contexts = shared_contexts(self._target)
-            key = self._key()
-            exp = token_expiry(key, "the API key")
-            if exp is not None:
-                credentials.append(CredentialInfo("apikey", exp))
-            check_not_expired(exp, "the API key")
+            key = read_token(auth.api_key_file, auth.api_key, "api_key_file")
+            credentials = token_credentials(key, "apikey", "the API key")
         except CredentialError as exc:
-            exc.certificates, exc.credentials = infos, credentials
+            exc.certificates = infos
             raise
         return Prepared(
             tls=contexts,
@@ -48,15 +43,3 @@ class ApiKeyMethod:
             certificates=infos,
             credentials=credentials,
         )
-
-    def _key(self) -> str:
-        auth = self._auth
-        if auth.api_key_file is not None:
-            # Re-read, so that a rotated key file is used without a reload.
-            try:
-                return auth.api_key_file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise CredentialError(
-                    f"api_key_file {auth.api_key_file}: {os_reason(exc)}"
-                ) from None
-        return auth.api_key.get_secret_value()

@@ -13,6 +13,7 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from pydantic import SecretStr
 
 from exporter.certinfo import describe, load_pem_certificates
 from exporter.config import Target
@@ -207,6 +208,31 @@ def token_expiry(token: str, what: str) -> float | None:
     if not isinstance(exp, int | float) or isinstance(exp, bool):
         raise CredentialError(f"{what} has a non-numeric exp claim")
     return float(exp)
+
+
+def read_token(path: Path | None, inline: SecretStr | None, setting: str) -> str:
+    """A token from ``setting``'s file, re-read on every probe so that a rotated file is used
+    without a reload, or else the inline (or environment) value."""
+    if path is not None:
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CredentialError(f"{setting} {path}: {os_reason(exc)}") from None
+    assert inline is not None  # the config requires one of the two
+    return inline.get_secret_value()
+
+
+def token_credentials(token: str, kind: str, what: str) -> list[CredentialInfo]:
+    """The token's expiry as ``kind`` credential info (none without ``exp``); a token that has
+    already expired is a CredentialError that still carries it."""
+    exp = token_expiry(token, what)
+    credentials = [CredentialInfo(kind, exp)] if exp is not None else []
+    try:
+        check_not_expired(exp, what)
+    except CredentialError as exc:
+        exc.credentials = credentials
+        raise
+    return credentials
 
 
 def check_not_expired(expires: float | None, what: str) -> None:

@@ -19,11 +19,11 @@ from exporter.auth.common import (
     CredentialError,
     Prepared,
     TrustFiles,
-    check_not_expired,
     file_stamp,
     os_reason,
+    read_token,
     shared_contexts,
-    token_expiry,
+    token_credentials,
 )
 from exporter.certinfo import describe, load_pem_certificates
 from exporter.config import JwtAuth, Target
@@ -66,23 +66,8 @@ class JwtMethod:
         )
 
     def _static(self) -> tuple[str, list[CredentialInfo]]:
-        auth = self._auth
-        if auth.token_file is not None:
-            try:
-                token = auth.token_file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise CredentialError(f"token_file {auth.token_file}: {os_reason(exc)}") from None
-        else:
-            assert auth.token is not None
-            token = auth.token.get_secret_value()
-        exp = token_expiry(token, "the JWT")
-        credentials = [CredentialInfo("jwt", exp)] if exp is not None else []
-        try:
-            check_not_expired(exp, "the JWT")
-        except CredentialError as exc:
-            exc.credentials = credentials
-            raise
-        return token, credentials
+        token = read_token(self._auth.token_file, self._auth.token, "token_file")
+        return token, token_credentials(token, "jwt", "the JWT")
 
     def _load_signing(self) -> RSAPrivateKey:
         auth = self._auth
