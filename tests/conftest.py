@@ -22,12 +22,15 @@ QLIK_USER = "UserDirectory=INTERNAL; UserId=sa_api"
 @pytest.fixture
 async def sim(tmp_path: Path) -> AsyncIterator[Simulator]:
     """A started simulator on free ports of 127.0.0.1; certificates in ``sim.certs_dir``."""
-    simulator = Simulator(tmp_path / "sim")
-    await simulator.start()
-    try:
+    async with Simulator(tmp_path / "sim") as simulator:
         yield simulator
-    finally:
-        await simulator.stop()
+
+
+@pytest.fixture
+async def healthy_sim(tmp_path: Path) -> AsyncIterator[Simulator]:
+    """A second simulator, never given faults, for targets that must stay successful."""
+    async with Simulator(tmp_path / "healthy-sim") as simulator:
+        yield simulator
 
 
 def client_ssl_context(

@@ -71,12 +71,8 @@ async def test_engine_check_reads_health_numbers(sim: Simulator, tmp_path: Path)
 
 async def test_engine_check_accepts_the_old_comitted_spelling(tmp_path: Path) -> None:
     """An old engine's `comitted` field and missing `saturated` still parse."""
-    sim = Simulator(tmp_path / "sim", engine_healthcheck_style="legacy")
-    await sim.start()
-    try:
+    async with Simulator(tmp_path / "sim", engine_healthcheck_style="legacy") as sim:
         result = await probe(cert_target(sim), "engine", tmp_path)
-    finally:
-        await sim.stop()
     assert result.success, result.error
     assert result.values.engine_health is not None
     assert result.values.engine_health.memory_committed_bytes > 0
@@ -92,12 +88,8 @@ async def test_engine_session_gets_engine_version(sim: Simulator, tmp_path: Path
 
 async def test_engine_session_skips_authentication_information_first(tmp_path: Path) -> None:
     """OnAuthenticationInformation before OnConnected is tolerated."""
-    sim = Simulator(tmp_path / "sim", engine_auth_info_first=True)
-    await sim.start()
-    try:
+    async with Simulator(tmp_path / "sim", engine_auth_info_first=True) as sim:
         result = await probe(cert_target(sim), "engine_session", tmp_path)
-    finally:
-        await sim.stop()
     assert result.success, result.error
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,17 +116,6 @@ def test_every_fault_kind_is_in_the_matrix() -> None:
     assert {c.kind for c in CASES} == set(FaultKind)
 
 
-@pytest.fixture
-async def healthy(tmp_path: Path) -> AsyncIterator[Simulator]:
-    """A second simulator with no faults, for the target that must stay successful."""
-    simulator = Simulator(tmp_path / "healthy-sim")
-    await simulator.start()
-    try:
-        yield simulator
-    finally:
-        await simulator.stop()
-
-
 def runtime(target: dict[str, Any], base_dir: Path) -> TargetRuntime:
     """A long-lived runtime as the daemon keeps it, its credentials already loaded once.
 
@@ -164,7 +152,7 @@ def _tracebacks(records: list[logging.LogRecord]) -> list[str]:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 async def test_fault_yields_expected_reason_on_every_check(
     sim: Simulator,
-    healthy: Simulator,
+    healthy_sim: Simulator,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     case: Case,
@@ -176,7 +164,7 @@ async def test_fault_yields_expected_reason_on_every_check(
     runs: list[tuple[str, str, Any]] = []
     for auth, (rt, checks) in _targets(sim, tmp_path).items():
         runs += [(auth, check, run_probe(rt, check)) for check in checks]
-    good = runtime(cert_target(healthy, name="healthy", timeout=HEALTHY_TIMEOUT), tmp_path)
+    good = runtime(cert_target(healthy_sim, name="healthy", timeout=HEALTHY_TIMEOUT), tmp_path)
     healthy_runs = [run_probe(good, check) for check in DIRECT]
     results: list[ProbeResult] = await asyncio.wait_for(
         asyncio.gather(*(r[2] for r in runs), *healthy_runs), timeout=15

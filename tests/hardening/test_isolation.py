@@ -16,12 +16,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 
@@ -38,17 +36,6 @@ SLOW = 5
 RUN_FOR = 10.0
 WARMUP = 3.0
 MAX_LATENESS = 1.0
-
-
-@pytest.fixture
-async def healthy_sim(tmp_path: Path) -> AsyncIterator[Simulator]:
-    """A fault-free simulator for the healthy targets."""
-    simulator = Simulator(tmp_path / "healthy-sim")
-    await simulator.start()
-    try:
-        yield simulator
-    finally:
-        await simulator.stop()
 
 
 def _targets(bad: Simulator, good: Simulator) -> list[dict[str, Any]]:
