@@ -256,6 +256,14 @@ class JwtAuth(_Model):
         return self
 
 
+def _is_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class HeaderAuth(_Model):
     """Header authentication through a virtual proxy (static or dynamic user directory)."""
 
@@ -292,6 +300,15 @@ class HeaderAuth(_Model):
                 raise ValueError("header_pattern: must contain $ud and $id")
             if not self.user_directory:
                 raise ValueError("user_directory: required with header_pattern")
+        # The value goes into an HTTP header as is: no line breaks or other control characters
+        # (they would inject headers), and only what HTTP/1.1 can carry (Latin-1).
+        key, value = "header_pattern" if self.header_pattern else "user_id", self.header_value()
+        if not value.isprintable():
+            raise ValueError(
+                f"{key}: the header value must not hold line breaks or control characters"
+            )
+        if not value.isascii() and not _is_latin1(value):
+            raise ValueError(f"{key}: the header value can only hold Latin-1 characters")
         return self
 
     def header_value(self) -> str:

@@ -475,3 +475,51 @@ def test_config_is_parsed_with_libyaml_when_pyyaml_has_it() -> None:
 
     assert yaml.__with_libyaml__
     assert config_module._SAFE_LOADER is yaml.CSafeLoader
+
+
+@pytest.mark.parametrize(
+    ("auth", "line"),
+    [
+        (
+            {"user_id": "monitor\r\nHost: evil"},
+            "targets[0].auth.user_id: the header value must not hold line breaks or control "
+            "characters",
+        ),
+        (
+            {"user_id": "Łukasz"},
+            "targets[0].auth.user_id: the header value can only hold Latin-1 characters",
+        ),
+        (
+            {"user_id": "monitor", "user_directory": "LAB\n", "header_pattern": "$ud\\$id"},
+            "targets[0].auth.header_pattern: the header value must not hold line breaks or "
+            "control characters",
+        ),
+    ],
+)
+def test_header_auth_values_that_cannot_be_sent_as_a_header_are_refused(
+    auth: dict[str, str], line: str
+) -> None:
+    """Header auth sends its value raw: a line break would inject headers, and HTTP/1.1 only
+    carries Latin-1; both are config errors, not probe failures."""
+    target = {
+        "name": "h",
+        "type": "qseow",
+        "host": "sense.example.com",
+        "virtual_proxy": "hdr",
+        "auth": {"method": "header", "header_name": "X-Monitor", **auth},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config({"targets": [target]}, base_dir=Path())
+    assert info.value.errors == [line]
+
+
+def test_header_auth_accepts_latin1_user_ids() -> None:
+    """Accented Latin-1 names are what many directories hold; they go through."""
+    target = {
+        "name": "h",
+        "type": "qseow",
+        "host": "sense.example.com",
+        "virtual_proxy": "hdr",
+        "auth": {"method": "header", "header_name": "X-Monitor", "user_id": "Zoë"},
+    }
+    assert parse_config({"targets": [target]}, base_dir=Path()).targets[0].auth.method == "header"
