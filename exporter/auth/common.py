@@ -45,7 +45,7 @@ class Prepared:
     """Everything one probe needs from its auth method."""
 
     tls: TlsContexts
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # may hold a bearer token
     certificates: list[CertificateInfo] = field(default_factory=list)
     credentials: list[CredentialInfo] = field(default_factory=list)
 

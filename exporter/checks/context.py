@@ -124,7 +124,7 @@ class ProbeContext:
         """The body as JSON, or ``invalid_response``."""
         try:
             return json.loads(resp.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise ProbeFailure(
                 Reason.INVALID_RESPONSE, f"{self.check}: response is not valid JSON"
             ) from None

@@ -142,7 +142,7 @@ async def _next_message(
             raise ctx.invalid("engine sent a non-text frame")
         try:
             data = json.loads(msg.data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             raise ctx.invalid("engine sent a frame that is not JSON") from None
         if not isinstance(data, dict):
             raise ctx.invalid("engine sent a JSON-RPC frame that is not an object")

@@ -424,3 +424,27 @@ async def test_response_reader_raises_only_documented_errors(data: bytes, head: 
         return
     assert 0 <= resp.status <= 999
     assert len(resp.body) <= 1024
+
+
+NESTED = b"[" * 100_000  # deeper than the interpreter's recursion limit
+
+
+@pytest.mark.parametrize(("check", "method", "via_proxy"), HTTP_PATHS)
+async def test_json_nested_too_deep_is_an_invalid_response(
+    check: str, method: str, via_proxy: bool
+) -> None:
+    """A body nested deeper than Python can parse is invalid_response, not a crash."""
+    ctx = _ctx(method, check, FakeSession(200, NESTED), via_proxy=via_proxy)
+    _, failure = await outcome_async(CHECKS[check](ctx))
+    assert failure is not None
+    assert failure.reason == "invalid_response"
+
+
+async def test_engine_frame_nested_too_deep_is_an_invalid_response() -> None:
+    """The same for a websocket frame from the engine."""
+    frame = aiohttp.WSMessage(aiohttp.WSMsgType.TEXT, NESTED.decode(), None)
+    _, failure = await outcome_async(
+        _next_message(_plain_ctx("engine_session"), FakeWebSocket([frame]), expect_id=1)  # type: ignore[arg-type]
+    )
+    assert failure is not None
+    assert failure.reason == "invalid_response"

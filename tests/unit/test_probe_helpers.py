@@ -89,3 +89,15 @@ def test_server_certificate_description_is_right_for_each_source_and_host() -> N
 def test_a_server_certificate_cryptography_cannot_parse_is_left_out_not_raised() -> None:
     """What OpenSSL accepted but cryptography cannot read costs only the certificate metrics."""
     assert describe_server(b"0\x03\x02\x01\x00", "server_repository", "sense.example.com") is None
+
+
+def test_prepared_auth_repr_never_shows_the_bearer_token() -> None:
+    """A probe's prepared auth may end up in a debug repr; its headers are left out of it."""
+    import ssl
+
+    from exporter.auth.common import Prepared, TlsContexts
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    prepared = Prepared(TlsContexts(ctx, ctx), headers={"Authorization": "Bearer s3cr3t-token"})
+    assert "s3cr3t-token" not in repr(prepared)
+    assert prepared.headers["Authorization"] == "Bearer s3cr3t-token"
