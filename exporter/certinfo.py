@@ -7,6 +7,7 @@ because the exporter must describe a server certificate also when verification f
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 from pathlib import Path
@@ -46,7 +47,7 @@ def describe_server(der: bytes, source: str, host: str) -> tuple[CertificateInfo
     if described is None:
         return None
     info, match = described
-    return (info if info.source == source else _with_source(info, source)), match
+    return dataclasses.replace(info, source=source), match
 
 
 @functools.lru_cache(maxsize=1024)
@@ -56,12 +57,6 @@ def _describe_der(der: bytes, host: str) -> tuple[CertificateInfo, bool] | None:
         return describe(cert, ""), hostname_matches(cert, host)
     except ValueError:
         return None
-
-
-def _with_source(info: CertificateInfo, source: str) -> CertificateInfo:
-    return CertificateInfo(
-        source, info.subject_cn, info.issuer_cn, info.serial, info.not_before, info.not_after
-    )
 
 
 def load_pem_certificates(path: Path) -> list[x509.Certificate]:

@@ -434,7 +434,7 @@ def _self_families(status: ExporterStatus, checks: int, begun: float) -> Familie
         "qlik_exporter_collect_duration_seconds": time.perf_counter() - begun,
     }
     out: Families = [
-        ("qlik_exporter_build_info", [("qlik_exporter_build_info", build, None, "", 1)])
+        ("qlik_exporter_build_info", [("qlik_exporter_build_info", build, None, "", 1.0)])
     ]
     for name, value in values.items():
         out.append((name, [] if value is None else [(name, (), None, "", value)]))
@@ -543,7 +543,7 @@ def render_snapshots(snapshots: Sequence[SeriesSnapshot], cache: RenderCache) ->
     for s in snapshots:
         key = (s.target, s.check)
         entry = old_series.get(key)
-        if entry is None or entry[0] != s.version or not s.version:
+        if entry is None or entry[0] != s.version:
             entry = (s.version, _series_text(s))
         new_series[key] = entry
         for name, text in entry[1]:
@@ -552,7 +552,7 @@ def render_snapshots(snapshots: Sequence[SeriesSnapshot], cache: RenderCache) ->
         group = list(grouped)
         versions = tuple((s.check, s.version) for s in group)
         cached = old_targets.get(target)
-        if cached is None or cached[0] != versions or not all(v for _, v in versions):
+        if cached is None or cached[0] != versions:
             cached = (versions, _target_text(target, group, labels))
         new_targets[target] = cached
         for name, text in cached[1]:

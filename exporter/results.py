@@ -192,4 +192,4 @@ class SeriesSnapshot:
     latency_buckets: tuple[int, ...]  # cumulative counts (runs <= each LATENCY_BUCKETS bound)
     latency_sum: float
     latency_count: int
-    version: int = 0  # changes whenever anything above changes; unique across stores
+    version: int  # changes whenever anything above changes; unique across stores
