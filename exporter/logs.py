@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -26,11 +27,17 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return out
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _logfmt_value(value: Any) -> str:
     text = str(value)
     if text and not any(c in text for c in ' ="\\\n\t') and text.isprintable():
         return text
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    # Other control characters (\r, ESC, ...) from a server's answer must not reach a terminal
+    # or a log shipper raw.
+    escaped = _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", escaped)
     return f'"{escaped}"'
 
 
@@ -66,6 +73,9 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ign
 def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
     """Send every log line to stderr in the chosen format."""
     handler = _StderrHandler()
+    # On the handler: records passed up from child loggers (apscheduler, aiohttp) are checked
+    # against the handler's level, never the root logger's.
+    handler.setLevel(level.upper())
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

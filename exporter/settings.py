@@ -55,6 +55,6 @@ class Settings(BaseSettings):
 def split_address(address: str) -> tuple[str, int]:
     """``host:port`` (host may be empty for all interfaces, or ``[v6]``) as ``(host, port)``."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ValueError(f"invalid listen address {address!r}: expected HOST:PORT, e.g. :9851")
     return host.strip("[]"), int(port)

@@ -27,6 +27,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import ssl
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -45,6 +46,7 @@ from pydantic import (
     model_validator,
 )
 
+from exporter.auth.common import os_reason
 from exporter.config import ConfigError, read_yaml
 
 ClientAuthType = Literal[
@@ -69,7 +71,13 @@ _UNSUPPORTED = {
     "curve_preferences": "Go curve names cannot be applied to Python's ssl",
     "client_allowed_sans": "use a dedicated client_ca_file instead",
 }
-_BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+# $2a$/$2b$/$2y$, a cost bcrypt accepts (04-31), and 53 characters of salt and hash.
+_BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}")
+
+
+def _no_password() -> str:
+    """Called by OpenSSL for an encrypted key, instead of asking on the terminal."""
+    raise ValueError("key_file is encrypted; encrypted keys are not supported here")
 
 
 class WebConfigError(ConfigError):
@@ -135,7 +143,7 @@ class TLSServerConfig(_Model):
         ctx.minimum_version = _TLS_VERSIONS[self.min_version]
         if self.max_version is not None:
             ctx.maximum_version = _TLS_VERSIONS[self.max_version]
-        ctx.load_cert_chain(self.cert_file, self.key_file)
+        ctx.load_cert_chain(self.cert_file, self.key_file, password=_no_password)
         if self.client_ca_file is not None:
             ctx.load_verify_locations(cafile=self.client_ca_file)
         ctx.verify_mode = _VERIFY_MODES[self.client_auth_type or "NoClientCert"]
@@ -153,7 +161,7 @@ class WebConfig(_Model):
     @classmethod
     def _bcrypt(cls, users: dict[str, str] | None) -> dict[str, str] | None:
         for name, hashed in (users or {}).items():
-            if not hashed.startswith(_BCRYPT_PREFIXES) or len(hashed) != 60:
+            if not _BCRYPT.fullmatch(hashed):
                 raise ValueError(f"{name}: not a bcrypt hash (expected $2y$/$2b$/$2a$...)")
         return users
 
@@ -195,8 +203,13 @@ def parse_web_config(data: Any, *, base_dir: Path) -> WebConfig:
         raise WebConfigError(_format_errors(exc)) from None
     try:
         config.ssl_context()
-    except (ssl.SSLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc.__class__.__name__
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        if isinstance(exc, ssl.SSLError):
+            reason = exc.reason or exc.__class__.__name__
+        elif isinstance(exc, OSError):
+            reason = os_reason(exc)
+        else:
+            reason = str(exc)
         raise WebConfigError(
             [f"tls_server_config: cannot load the certificate, key or client CA: {reason}"]
         ) from None

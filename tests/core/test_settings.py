@@ -146,3 +146,12 @@ def test_unknown_log_level_flag_is_a_usage_error(capsys: pytest.CaptureFixture[s
         main(["--log.level", "loud"])
     assert info.value.code == 2
     assert "--log.level" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("address", [":²", "127.0.0.1:٩٠٠٠", ":65536", ":-1", "127.0.0.1"])
+def test_listen_address_with_a_port_that_is_not_ascii_digits_in_range_is_refused(
+    address: str,
+) -> None:
+    """Only 0-65535 in ASCII digits; other Unicode digits get the same clear message."""
+    with pytest.raises(ValueError, match="invalid listen address"):
+        split_address(address)

@@ -306,3 +306,41 @@ def test_missing_web_config_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(WebConfigError) as info:
         load_web_config(tmp_path / "absent.yml")
     assert info.value.errors == [f"{tmp_path / 'absent.yml'}: web config file not found"]
+
+
+@pytest.mark.parametrize(
+    "hashed",
+    [
+        "$2b$ab$" + "a" * 53,  # the cost is not a number
+        "$2b$99$" + "a" * 53,  # a cost bcrypt refuses
+        "$2b$12$" + "!" * 53,  # not bcrypt's base64 alphabet
+    ],
+)
+def test_a_malformed_bcrypt_hash_is_rejected_at_load(tmp_path: Path, hashed: str) -> None:
+    """Shaped like bcrypt is not enough: the hash must be one bcrypt can check."""
+    (error,) = errors_of(tmp_path, {"basic_auth_users": {"alice": hashed}})
+    assert error.startswith("basic_auth_users.alice: not a bcrypt hash")
+
+
+def test_an_encrypted_server_key_is_an_error_not_a_passphrase_prompt(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    """OpenSSL would ask for a pass phrase on the terminal; the exporter says what is wrong."""
+    from cryptography.hazmat.primitives import serialization
+
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "server.crt"))
+    key = serialization.load_pem_private_key(cert.private_key_pem.bytes(), None)
+    (tmp_path / "server.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret-pass"),
+        )
+    )
+    tls = {"cert_file": "server.crt", "key_file": "server.key"}
+    (error,) = errors_of(tmp_path, {"tls_server_config": tls})
+    assert error == (
+        "tls_server_config: cannot load the certificate, key or client CA: "
+        "key_file is encrypted; encrypted keys are not supported here"
+    )
