@@ -187,9 +187,15 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
                 log.error("invalid web config", extra={"error": line})
             return 1
     daemon = Exporter(settings.config_file, shard=settings.shard_spec)
+    try:  # bind first: a busy port should not leave a scheduler probing for nothing
+        runner, port = await run_server(create_app(daemon), settings.web_listen_address, web_config)
+    except OSError as exc:
+        log.error(
+            "cannot listen",
+            extra={"address": settings.web_listen_address, "error": exc.strerror or str(exc)},
+        )
+        return 1
     daemon.start(config)
-    app = create_app(daemon, web_config=web_config)
-    runner, port = await run_server(app, settings.web_listen_address, web_config)
     log.info("listening", extra={"address": settings.web_listen_address, "port": port})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -73,7 +73,6 @@ class ExporterState(Protocol):
 
 STATE = web.AppKey[ExporterState]("state")
 _PROCESS = web.AppKey("process_registry", CollectorRegistry)
-_AUTH = web.AppKey("basic_auth", bool)
 
 
 class _ProbeLimiter:
@@ -110,19 +109,15 @@ _RENDER_CACHE = web.AppKey("render_cache", RenderCache)
 def create_app(
     state: ExporterState,
     *,
-    web_config: WebConfig | None = None,
     probe_concurrency: int = 1,
     probe_queue: int = 2,
 ) -> web.Application:
-    """The aiohttp application; ``web_config``'s basic auth users guard every endpoint."""
+    """The aiohttp application (``run_server`` adds TLS and basic auth from the web config)."""
     app = web.Application(middlewares=[_errors])
     app[STATE] = state
     app[_LIMITER] = _ProbeLimiter(concurrency=probe_concurrency, queue=probe_queue)
     app[_PROCESS] = _process_registry()
     app[_RENDER_CACHE] = RenderCache()  # /metrics re-renders only the series that changed
-    app[_AUTH] = False
-    if web_config is not None:
-        install_basic_auth(app, web_config)
     app.router.add_get("/", _status_page)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/probe", _probe)
@@ -131,13 +126,6 @@ def create_app(
     app.router.add_post("/-/reload", _reload)
     app.router.add_get("/-/config", _config)
     return app
-
-
-def install_basic_auth(app: web.Application, web_config: WebConfig) -> None:
-    """Guard every endpoint with ``web_config``'s users (once; a no-op without users)."""
-    if web_config.users and not app.get(_AUTH, False):
-        app.middlewares.insert(0, basic_auth_middleware(web_config.users))
-        app[_AUTH] = True
 
 
 async def run_server(
@@ -149,8 +137,8 @@ async def run_server(
     runner.cleanup()`` to stop) and the bound port.
     """
     host, port = split_address(listen_address)
-    if web_config is not None:
-        install_basic_auth(app, web_config)
+    if web_config is not None and web_config.users:
+        app.middlewares.insert(0, basic_auth_middleware(web_config.users))  # guards every route
     ssl_context = web_config.ssl_context() if web_config is not None else None
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
@@ -152,3 +153,23 @@ def test_report_says_expired_for_an_expired_certificate() -> None:
     lines = format_report(result, "h", 4242)
     assert any("server_repository" in line and "EXPIRED 2.0 days ago" in line for line in lines)
     assert any("client" in line and "10.0 days left  WARNING" in line for line in lines)
+
+
+async def test_serve_on_a_busy_port_says_so_in_one_line_and_exits_one(
+    sim: Simulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A port already in use is one clear log line and exit code 1, not a traceback."""
+    import socket
+
+    config = _config(tmp_path / "c.yml", cert_target(sim, "a", checks=["repository"]))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        code = await serve(Settings(config_file=config, web_listen_address=address))
+    assert code == 1
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert record.getMessage() == "cannot listen"
+    assert record.address == address  # type: ignore[attr-defined]
+    assert "address already in use" in record.error.lower()  # type: ignore[attr-defined]
+    assert record.exc_info is None
