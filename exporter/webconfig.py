@@ -47,7 +47,7 @@ from pydantic import (
 )
 
 from exporter.auth.common import os_reason
-from exporter.config import ConfigError, read_yaml
+from exporter.config import ConfigError, format_errors, read_yaml
 
 ClientAuthType = Literal[
     "NoClientCert",
@@ -175,22 +175,6 @@ class WebConfig(_Model):
         return None if self.tls_server_config is None else self.tls_server_config.ssl_context()
 
 
-def _format_errors(exc: ValidationError) -> list[str]:
-    """One ``path: message`` line per error, never echoing an input value."""
-    lines = []
-    for err in exc.errors(include_input=False, include_url=False):
-        path = ""
-        for part in err["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
-        msg = {"extra_forbidden": "unknown key", "missing": "required"}.get(err["type"], err["msg"])
-        msg = msg.removeprefix("Value error, ")
-        key, sep, rest = msg.partition(": ")
-        if sep and key.replace("_", "").isalnum() and " " not in key:
-            path, msg = (f"{path}.{key}" if path else key), rest
-        lines.append(f"{path}: {msg}" if path else msg)
-    return lines
-
-
 def parse_web_config(data: Any, *, base_dir: Path) -> WebConfig:
     """Validate already-parsed YAML and try the TLS files; raise :class:`WebConfigError`."""
     if data is None:
@@ -200,7 +184,7 @@ def parse_web_config(data: Any, *, base_dir: Path) -> WebConfig:
     try:
         config = WebConfig.model_validate(dict(data), context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise WebConfigError(_format_errors(exc)) from None
+        raise WebConfigError(format_errors(exc)) from None
     try:
         config.ssl_context()
     except (ssl.SSLError, OSError, ValueError) as exc:
