@@ -316,7 +316,11 @@ def _probe_log(results: Iterable[ProbeResult]) -> str:
 
 async def _status_page(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    page = render_status_page(state.config, state.store.snapshot(), state.status, time.time())
+    config, status, store = state.config, state.status, state.store  # read on the loop
+    # Rendered in a worker thread like /metrics: thousands of checks take tens of milliseconds.
+    page = await asyncio.to_thread(
+        lambda: render_status_page(config, store.snapshot(), status, time.time())
+    )
     return web.Response(text=page, content_type="text/html")
 
 
