@@ -258,7 +258,7 @@ def _days_left(seconds: float) -> str:
 
 async def probe_command(settings: Settings, target: str, check: str | None) -> int:
     """``probe TARGET [--check C]``: run once, print the report, exit 1 on any failure."""
-    from exporter.runner import port_for
+    from exporter.checks.context import port_for
 
     try:
         config = load_config(settings.config_file)

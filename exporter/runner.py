@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from exporter.auth import METHODS, AuthMethod, CredentialError, build_auth
 from exporter.certinfo import describe_server
 from exporter.checks import CHECKS, ProbeContext
+from exporter.checks.context import port_for
 from exporter.config import Target
 from exporter.reasons import Reason
 from exporter.results import CertificateInfo, ProbeResult
@@ -65,13 +66,6 @@ class TargetRuntime:
     def via_proxy(self) -> bool:
         """Whether this target's checks go through a virtual proxy on the front-end port."""
         return METHODS[self.target.auth.method].via_proxy
-
-
-def port_for(t: Target, check: str) -> int:
-    """The port ``check`` of target ``t`` connects to."""
-    if METHODS[t.auth.method].via_proxy or check == "tenant":
-        return t.port
-    return {"repository": t.ports.repository, "proxy": t.ports.proxy}.get(check, t.ports.engine)
 
 
 @dataclass(slots=True)
@@ -172,7 +166,7 @@ def _cancelled_from_outside() -> bool:
 async def _logout(ctx: ProbeContext) -> None:
     """End the proxy session this probe created, so that probing never piles up sessions."""
     try:
-        await ctx.get(ctx.front_port, ctx.path("/qps/user"), method="DELETE", auth_headers=False)
+        await ctx.get(ctx.port, ctx.path("/qps/user"), method="DELETE", auth_headers=False)
     except (ProbeFailure, OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
         ctx.note(f"logout failed: {exc.__class__.__name__}")
 

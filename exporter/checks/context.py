@@ -12,7 +12,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.auth import Prepared
+from exporter.auth import METHODS, Prepared
 from exporter.config import Target
 from exporter.reasons import Reason
 from exporter.transport import HttpResponse, HttpSession, ProbeFailure
@@ -31,6 +31,14 @@ def new_xrfkey() -> str:
     while len(key) < 16:
         key += "".join([_XRF_ALPHABET[b % 62] for b in secrets.token_bytes(24) if b < 248])
     return key[:16]
+
+
+def port_for(t: Target, check: str) -> int:
+    """The port ``check`` of target ``t`` connects to: the front end through a virtual proxy
+    and on Cloud, else the service's own port."""
+    if METHODS[t.auth.method].via_proxy or check == "tenant":
+        return t.port
+    return {"repository": t.ports.repository, "proxy": t.ports.proxy}.get(check, t.ports.engine)
 
 
 @dataclass(slots=True)
@@ -56,9 +64,9 @@ class ProbeContext:
         return f"/{vp}{path}" if self.via_proxy and vp else path
 
     @property
-    def front_port(self) -> int:
-        """The HTTPS front-end port (virtual proxies, Cloud)."""
-        return self.target.port
+    def port(self) -> int:
+        """The port this check connects to."""
+        return port_for(self.target, self.check)
 
     async def get(
         self,

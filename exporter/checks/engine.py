@@ -16,8 +16,7 @@ MIB = 1024 * 1024
 
 async def run(ctx: ProbeContext) -> CheckValues:
     """Read the engine's health numbers and version."""
-    port = ctx.front_port if ctx.via_proxy else ctx.target.ports.engine
-    health = ctx.json(await ctx.get(port, ctx.path("/engine/healthcheck")))
+    health = ctx.json(await ctx.get(ctx.port, ctx.path("/engine/healthcheck")))
     return parse_health(ctx, health)
 
 

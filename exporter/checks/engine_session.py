@@ -57,8 +57,7 @@ class _ResolverAdapter(AbstractResolver):
 async def run(ctx: ProbeContext) -> CheckValues:
     """Wait for ``OnConnected``, then ask for the engine version on the global handle."""
     phases = ctx.session.phases
-    port = ctx.target.ports.engine
-    url = f"wss://{ctx.target.host}:{port}/app/engineData"
+    url = f"wss://{ctx.target.host}:{ctx.port}/app/engineData"
     connector = aiohttp.TCPConnector(
         ssl=ctx.auth.tls.verify,
         force_close=True,
@@ -107,7 +106,7 @@ def _record_certificate(ctx: ProbeContext, ws: aiohttp.ClientWebSocketResponse) 
     ssl_obj = ws.get_extra_info("ssl_object")
     der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
     if der and ctx.session.on_certificate is not None:
-        ctx.session.on_certificate(ctx.target.host, ctx.target.ports.engine, der)
+        ctx.session.on_certificate(ctx.target.host, ctx.port, der)
 
 
 def _handshake_failure(exc: aiohttp.WSServerHandshakeError, url: str) -> ProbeFailure:

@@ -12,8 +12,7 @@ from exporter.results import CheckValues
 
 async def run(ctx: ProbeContext) -> CheckValues:
     """Read the build version and date of the repository service."""
-    port = ctx.front_port if ctx.via_proxy else ctx.target.ports.repository
-    about = ctx.json(await ctx.get(port, ctx.path("/qrs/about"), xrfkey=True))
+    about = ctx.json(await ctx.get(ctx.port, ctx.path("/qrs/about"), xrfkey=True))
     return parse_about(ctx, about)
 
 
