@@ -29,8 +29,6 @@ from pydantic import (
     model_validator,
 )
 
-CHECKS = ("repository", "proxy", "engine", "engine_session", "tenant")
-
 # Which checks each auth method can run (DESIGN.md, "Checks").
 CHECKS_BY_METHOD: dict[str, tuple[str, ...]] = {
     "certificate": ("repository", "proxy", "engine", "engine_session"),

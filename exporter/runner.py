@@ -235,7 +235,7 @@ def classify(exc: BaseException, rt: TargetRuntime, check: str) -> tuple[Reason,
         if exc.errno == errno.ETIMEDOUT:
             return Reason.TIMEOUT, f"{host}: connect timed out"
         return Reason.CONNECT_REFUSED, f"{host}: {exc.strerror or exc.__class__.__name__}"
-    if isinstance(exc, ValueError | KeyError | TypeError | UnicodeError):
+    if isinstance(exc, ValueError | KeyError | TypeError):  # UnicodeError is a ValueError
         return Reason.INVALID_RESPONSE, f"cannot parse the answer: {exc.__class__.__name__}"
     log.error("unexpected error in probe target=%s check=%s", rt.target.name, check, exc_info=exc)
     return Reason.INVALID_RESPONSE, f"unexpected error: {exc.__class__.__name__}"

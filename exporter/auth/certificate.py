@@ -145,7 +145,6 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
 class _Identity:
     """A loaded, statically validated client identity and its TLS contexts."""
 
-    cert: x509.Certificate
     info: CertificateInfo
     contexts: TlsContexts
 
@@ -192,7 +191,7 @@ def load_checked_identity(
     except CredentialError as exc:
         exc.certificates = [info]
         raise
-    ident = _Identity(cert, info, build_contexts(target, (cert, private_key)))
+    ident = _Identity(info, build_contexts(target, (cert, private_key)))
     if len(_IDENTITIES) > 4096:
         _IDENTITIES.clear()  # stale entries of rotated files; rebuilt on demand
     _IDENTITIES[key] = ident

@@ -20,13 +20,11 @@ async def run(ctx: ProbeContext) -> CheckValues:
     return parse_health(ctx, health)
 
 
-def _num(ctx: ProbeContext, obj: Any, *keys: str, default: float | None = None) -> float:
+def _num(ctx: ProbeContext, obj: Any, *keys: str) -> float:
     for key in keys:
         value = obj.get(key) if isinstance(obj, dict) else None
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-    if default is not None:
-        return default
     raise ctx.invalid(f"healthcheck lacks a number for {'/'.join(keys)}")
 
 
