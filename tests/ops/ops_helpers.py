@@ -9,6 +9,16 @@ from pathlib import Path
 
 import pytest
 
+# The list of authentication failures (an oracle kept apart from the exporter's code;
+# test_prometheus_rules checks that it equals exporter.reasons.AUTH_REASONS).
+AUTH_REASONS = {
+    "unauthorized",
+    "forbidden",
+    "client_certificate_rejected",
+    "credential_invalid",
+    "wrong_user",
+}
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 RULES = DEPLOY / "prometheus" / "rules.yml"

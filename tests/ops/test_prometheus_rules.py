@@ -7,18 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
-from ops_helpers import DEPLOY, REPO, RULES, PrometheusTools
+from ops_helpers import AUTH_REASONS, DEPLOY, REPO, RULES, PrometheusTools
 
 RULE_TESTS = sorted((DEPLOY / "prometheus" / "tests").glob("*_test.yml"))
 OPERATIONS = REPO / "docs" / "operations.md"
-# The list of authentication failures; must equal exporter.reasons.AUTH_REASONS.
-AUTH_REASONS = {
-    "unauthorized",
-    "forbidden",
-    "client_certificate_rejected",
-    "credential_invalid",
-    "wrong_user",
-}
 # Alerts about a site or an exporter process, not about one target.
 NOT_PER_TARGET = {
     "QlikRepositoryVersionMismatch",

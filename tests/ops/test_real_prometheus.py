@@ -30,7 +30,7 @@ import jwt
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
-from ops_helpers import DASHBOARD, RULES, PrometheusTools
+from ops_helpers import AUTH_REASONS, DASHBOARD, RULES, PrometheusTools
 
 from exporter.sim import Simulator
 
@@ -44,13 +44,6 @@ EXPECTED_ALERTS = {
     ("QlikAuthenticationFailure", "expired-cert"),
     ("QlikAuthenticationFailure", "bad-jwt"),
     ("QlikCertificateExpired", "expired-cert"),
-}
-AUTH_REASONS = {
-    "unauthorized",
-    "forbidden",
-    "client_certificate_rejected",
-    "credential_invalid",
-    "wrong_user",
 }
 # Grafana's values for the built-in variables, and "All" (.*) for the dashboard's own.
 BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
