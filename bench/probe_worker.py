@@ -1,7 +1,7 @@
 """Worker process: the exporter's ``repository`` probe and the raw ssl+socket floor, interleaved.
 
 Run by ``bench/run.py``; prints one JSON object. Each iteration runs one exporter probe
-(``run_probe`` on a ``TargetRuntime``, the daemon's code path) and one raw request over a
+(``run_probe`` on a ``Prober``, the daemon's code path) and one raw request over a
 shared ``SSLContext``, in random order, so both see the same machine state. CPU is this
 process's CPU time (``time.process_time``, every thread, so the resolver's thread pool counts)
 around each probe; the simulator runs in another process.
@@ -28,7 +28,7 @@ from _common import USER_HEADER, XRFKEY, summary
 
 from exporter.checks.context import new_xrfkey
 from exporter.config import parse_config
-from exporter.runner import TargetRuntime, run_probe
+from exporter.runner import Prober, run_probe
 
 
 def raw_context(sim: dict[str, Any]) -> ssl.SSLContext:
@@ -79,7 +79,7 @@ def raw_request(ctx: ssl.SSLContext, host: str, port: int) -> bytes:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     sim = json.loads(Path(args.sim).read_text())  # noqa: ASYNC240 - before any probe
     config = parse_config({"targets": [json.loads(args.target)]}, base_dir=Path.cwd())
-    rt = TargetRuntime.build(config.targets[0])
+    rt = Prober.build(config.targets[0])
     ctx = raw_context(sim)
     host, port = sim["host"], sim["ports"]["repository"]
     assert XRFKEY  # the raw floor varies its key per request like the exporter does

@@ -33,32 +33,35 @@ from apscheduler.events import (
 )
 
 from exporter.config import load_config
-from exporter.daemon import Exporter
-from exporter.runner import TargetRuntime
+from exporter.daemon import Daemon
+from exporter.results import ProbeResult
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     config_file = Path(args.config)
     config = load_config(config_file)
     interval = float(config.targets[0].interval)
-    exp = Exporter(config_file)
     pending: dict[str, float] = {}  # job id -> scheduled run time (unix seconds)
     coalesced = 0
     events: Counter[str] = Counter()
     starts: list[tuple[float, float]] = []  # (scheduled, actual start)
     run_times: list[float] = []
-    original_run = exp._run
 
-    async def timed_run(rt: TargetRuntime, check: str) -> None:
-        began = time.time()
-        scheduled = pending.pop(f"{rt.target.name}/{check}", None)
-        if scheduled is not None:
-            starts.append((scheduled, began))
-        t0 = time.perf_counter()
-        await original_run(rt, check)
-        run_times.append(time.perf_counter() - t0)
+    class TimedDaemon(Daemon):
+        """Records when each scheduled run begins and how long it takes."""
 
-    exp._run = timed_run  # type: ignore[method-assign]  # the scheduler picks up self._run
+        async def run_job(self, target: str, check: str) -> ProbeResult | None:
+            began = time.time()
+            scheduled = pending.pop(f"{target}/{check}", None)
+            if scheduled is not None:
+                starts.append((scheduled, began))
+            t0 = time.perf_counter()
+            try:
+                return await super().run_job(target, check)
+            finally:
+                run_times.append(time.perf_counter() - t0)
+
+    exp = TimedDaemon(config_file)
 
     def on_event(event: JobEvent) -> None:
         nonlocal coalesced
@@ -94,12 +97,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     tasks = [asyncio.create_task(ticker()), asyncio.create_task(sampler())]
     t_start = time.time()
     exp.start(config)
-    assert exp._scheduler is not None
-    exp._scheduler.add_listener(
+    assert exp.scheduler is not None
+    exp.scheduler.add_listener(
         on_event,
         EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR,
     )
-    firsts = [job.next_run_time.timestamp() for job in exp._scheduler.get_jobs()]
+    firsts = [job.next_run_time.timestamp() for job in exp.scheduler.get_jobs()]
     setup = time.time() - t_start
     await asyncio.sleep(args.duration)
     t_stop = time.time()

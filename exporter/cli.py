@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 import exporter
 from exporter.config import ConfigError, load_config, parse_duration
-from exporter.daemon import Exporter
+from exporter.daemon import Daemon
 from exporter.logs import setup_logging
 from exporter.results import ProbeResult
 from exporter.settings import Settings
@@ -186,7 +186,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
             for line in exc.errors:
                 log.error("invalid web config", extra={"error": line})
             return 1
-    daemon = Exporter(settings.config_file, shard=settings.shard_spec)
+    daemon = Daemon(settings.config_file, shard=settings.shard_spec)
     try:  # bind first: a busy port should not leave a scheduler probing for nothing
         runner, port = await run_server(create_app(daemon), settings.web_listen_address, web_config)
     except OSError as exc:
@@ -258,15 +258,13 @@ def _days_left(seconds: float) -> str:
 
 async def probe_command(settings: Settings, target: str, check: str | None) -> int:
     """``probe TARGET [--check C]``: run once, print the report, exit 1 on any failure."""
-    from exporter.checks.context import port_for
-
     try:
         config = load_config(settings.config_file)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
         return 2
-    daemon = Exporter(settings.config_file)
+    daemon = Daemon(settings.config_file)
     daemon.apply(config)
     try:
         results = await daemon.probe(target, check)
@@ -276,7 +274,7 @@ async def probe_command(settings: Settings, target: str, check: str | None) -> i
     t = config.target(target)
     assert t is not None
     for result in results:
-        print("\n".join(format_report(result, t.host, port_for(t, result.check))))
+        print("\n".join(format_report(result, t.host, t.port_for(result.check))))
     return 0 if all(r.success for r in results) else 1
 
 

@@ -3,47 +3,36 @@
 Every error is reported as one line that names its path, e.g.
 ``targets[1].auth.key_file: file not found: certs/client_key.pem``. Relative paths resolve
 against the config file's folder. Secrets are held as :class:`pydantic.SecretStr` and can come
-inline, from ``<name>_file`` or from ``<name>_env``.
+inline, from ``<name>_file`` or from ``<name>_env``. Which auth methods and checks exist, and
+which go together, comes from :mod:`exporter.catalog`; each auth method's own keys are the
+``Settings`` model in its module under :mod:`exporter.auth`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
+import importlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Union
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-# Which checks each auth method can run (DESIGN.md, "Checks").
-CHECKS_BY_METHOD: dict[str, tuple[str, ...]] = {
-    "certificate": ("repository", "proxy", "engine", "engine_session"),
-    "jwt": ("repository", "proxy", "engine"),
-    "header": ("repository", "proxy", "engine"),
-    "apikey": ("tenant",),
-}
-METHODS_BY_TYPE: dict[str, tuple[str, ...]] = {
-    "qseow": ("certificate", "jwt", "header"),
-    "cloud": ("apikey",),
-}
-DEFAULT_CHECKS = {"qseow": ["repository"], "cloud": ["tenant"]}
+from exporter import catalog
+from exporter.fields import AuthSettings, Duration, Model, OptionalFilePath, parse_duration
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Defaults",
+    "Target",
+    "format_errors",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "read_yaml",
+]
 
 
 class ConfigError(Exception):
@@ -54,289 +43,27 @@ class ConfigError(Exception):
         self.errors = errors
 
 
-def _show(value: object) -> str:
-    """``value`` for an error line: as is when printable, else quoted, so a line stays one line."""
-    text = str(value)
-    return text if text and text.isprintable() and text.strip() == text else repr(text)
+def _auth_models() -> tuple[type[AuthSettings], ...]:
+    models = []
+    for spec in catalog.METHODS.values():
+        model = importlib.import_module(spec.module).Settings
+        assert issubclass(model, AuthSettings), spec.module
+        models.append(model)
+    return tuple(models)
 
 
-def parse_duration(value: object) -> float:
-    """``500ms``, ``30s``, ``5m``, ``1h`` or a number of seconds, as seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 30s, 5m or 500ms")
-    try:
-        if isinstance(value, int | float):
-            seconds = float(value)
-        elif isinstance(value, str) and (m := _DURATION.match(value)):
-            seconds = float(m.group(1)) * _UNITS[m.group(2)]
-        else:
-            seconds = math.nan
-    except OverflowError:  # an int too large for a float
-        seconds = math.inf
-    if not math.isfinite(seconds):
-        shown = repr(value) if isinstance(value, str) else "value"
-        raise ValueError(f"invalid duration {shown}: expected a duration like 30s, 5m or 500ms")
-    if seconds <= 0:
-        raise ValueError("duration must be positive")
-    return seconds
+# The ``auth:`` mapping: one of the catalog's methods' Settings, chosen by ``method``, and a
+# ``checks:`` entry: one of the catalog's checks. Built from the catalog at import; mypy sees
+# the common base types.
+if TYPE_CHECKING:
+    AnyAuth = AuthSettings
+    CheckName = str
+else:
+    AnyAuth = Annotated[Union[_auth_models()], Field(discriminator="method")]  # noqa: UP007
+    CheckName = Literal[tuple(catalog.CHECKS)]
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-def _resolve(value: str | Path, info: ValidationInfo, *, must_exist: bool = True) -> Path:
-    base = Path((info.context or {}).get("base_dir", "."))
-    path = Path(value)
-    with contextlib.suppress(RuntimeError):  # an unknown ~user: kept, so reported not found
-        path = path.expanduser()
-    if not path.is_absolute():
-        path = base / path
-    if must_exist:
-        try:
-            found = path.is_file()
-        except OSError:  # e.g. a name too long for the file system
-            found = False
-        if not found:
-            raise ValueError(f"file not found: {_show(value)}")
-    return path
-
-
-def _resolve_field(value: Any, info: ValidationInfo) -> Path | None:
-    """A ``*_file`` key's value: ``None`` when unset, else an existing file's resolved path."""
-    if value is None:
-        return None
-    if not isinstance(value, str | Path):
-        raise ValueError("expected a file path")
-    return _resolve(value, info)
-
-
-# A file key: resolved against the config file's folder and required to exist.
-FilePath = Annotated[Path, BeforeValidator(_resolve_field)]
-OptionalFilePath = Annotated[Path | None, BeforeValidator(_resolve_field)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _secret_from(
-    data: dict[str, Any], name: str, info: ValidationInfo, *, required: bool
-) -> dict[str, Any]:
-    """Turn ``name`` / ``name_file`` / ``name_env`` into one resolved secret value.
-
-    ``name_file`` is kept (as a resolved path) so that a rotated file is re-read.
-    """
-    keys = [k for k in (name, f"{name}_file", f"{name}_env") if data.get(k) is not None]
-    if len(keys) > 1:
-        raise ValueError(
-            f"{keys[1]}: cannot be combined with {keys[0]}"
-            f" (give only one of {name}, {name}_file or {name}_env)"
-        )
-    if not keys:
-        if required:
-            raise ValueError(f"{name}: required (give {name}, {name}_file or {name}_env)")
-        return data
-    key = keys[0]
-    raw = data.pop(key)
-    if key.endswith("_file"):
-        try:
-            path = _resolve(str(raw), info)
-        except ValueError as exc:
-            raise ValueError(f"{key}: {exc}") from None
-        try:
-            data[name] = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{key}: cannot read {_show(raw)}: {exc.__class__.__name__}") from None
-        data[f"{name}_file"] = path
-    elif key.endswith("_env"):
-        env = os.environ.get(str(raw))
-        if not env:
-            raise ValueError(f"{key}: environment variable {_show(raw)} is not set")
-        data[name] = env.strip()
-    else:
-        data[name] = raw
-    return data
-
-
-class CertificateAuth(_Model):
-    """Mutual TLS with a client certificate exported from the QMC."""
-
-    method: Literal["certificate"]
-    cert_file: FilePath
-    key_file: OptionalFilePath = None  # optional only for a .pfx/.p12 bundle in cert_file
-    key_password: SecretStr | None = None
-    key_password_file: Path | None = None
-    user_directory: str = "INTERNAL"
-    user_id: str = "sa_api"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, dict):
-            data = _secret_from(dict(data), "key_password", info, required=False)
-        return data
-
-    @model_validator(mode="after")
-    def _key_needed(self) -> CertificateAuth:
-        if self.key_file is None and not self.is_pkcs12:
-            raise ValueError("key_file: required unless cert_file is a .pfx/.p12 bundle")
-        return self
-
-    @property
-    def is_pkcs12(self) -> bool:
-        """Whether ``cert_file`` is a PKCS#12 bundle (the QMC's Windows format export)."""
-        return self.cert_file.suffix.lower() in (".pfx", ".p12")
-
-
-class JwtClaims(_Model):
-    """Claim names the virtual proxy reads (case-sensitive, free-form in the QMC)."""
-
-    user_id: str = "userId"
-    user_directory: str = "userDirectory"
-
-
-class JwtAuth(_Model):
-    """A JWT sent as ``Authorization: Bearer`` to a JWT virtual proxy."""
-
-    method: Literal["jwt"]
-    token: SecretStr | None = None
-    token_file: Path | None = None
-    signing_key_file: OptionalFilePath = None
-    signing_key_password: SecretStr | None = None
-    signing_key_password_file: Path | None = None
-    signing_cert_file: OptionalFilePath = None
-    algorithm: Literal["RS256", "RS384", "RS512"] = "RS256"
-    audience: str = "qlik.api/login/jwt-session"
-    token_lifetime: Duration = 300.0
-    user_directory: str | None = None
-    user_id: str | None = None
-    claims: JwtClaims = JwtClaims()
-    extra_claims: dict[str, str | int | bool | list[str]] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        has_token = any(data.get(k) is not None for k in ("token", "token_file", "token_env"))
-        if has_token and data.get("signing_key_file") is not None:
-            raise ValueError(
-                "signing_key_file: cannot be combined with a static token"
-                " (give token, token_file or token_env, or signing_key_file)"
-            )
-        if not has_token and data.get("signing_key_file") is None:
-            raise ValueError("one of token, token_file, token_env or signing_key_file is required")
-        data = _secret_from(data, "token", info, required=False)
-        return _secret_from(data, "signing_key_password", info, required=False)
-
-    @field_validator("extra_claims", mode="before")
-    @classmethod
-    def _claims(cls, v: Any) -> Any:
-        # One clear line per bad claim instead of one per member of the value's type union.
-        if isinstance(v, dict):
-            for key, value in v.items():
-                ok = isinstance(value, str | int | bool) or (
-                    isinstance(value, list) and all(isinstance(x, str) for x in value)
-                )
-                if not ok:
-                    raise ValueError(
-                        f"claim {_show(key)} must be a string, integer, boolean or list of strings"
-                    )
-        return v
-
-    @model_validator(mode="after")
-    def _minting_needs_user(self) -> JwtAuth:
-        if self.signing_key_file is not None:
-            for key in ("user_id", "user_directory"):
-                if not getattr(self, key):
-                    raise ValueError(f"{key}: required to mint tokens with signing_key_file")
-        return self
-
-
-def _is_latin1(text: str) -> bool:
-    try:
-        text.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-class HeaderAuth(_Model):
-    """Header authentication through a virtual proxy (static or dynamic user directory)."""
-
-    method: Literal["header"]
-    header_name: str
-    user_id: str
-    user_directory: str | None = None
-    # Dynamic user directory: the QMC pattern, with $ud and $id as placeholders, e.g. $ud\$id.
-    header_pattern: str | None = None
-
-    @field_validator("header_name")
-    @classmethod
-    def _reserved(cls, v: str) -> str:
-        # Qlik refuses these names for header authentication (help.qlik.com "Virtual proxies").
-        reserved = (
-            "x-qlik-user",
-            "x-qlik-security",
-            "x-qlik-proxysession",
-            "x-qlik-proxyid",
-            "x-qlik-trace",
-            "x-qlik-app",
-            "x-qlik-capabilities",
-        )
-        if any(r in v.lower() for r in reserved):
-            raise ValueError(f"header name {v!r} is reserved by Qlik Sense")
-        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", v):
-            raise ValueError(f"invalid HTTP header name {v!r}")
-        return v
-
-    @model_validator(mode="after")
-    def _pattern(self) -> HeaderAuth:
-        if self.header_pattern is not None:
-            if "$ud" not in self.header_pattern or "$id" not in self.header_pattern:
-                raise ValueError("header_pattern: must contain $ud and $id")
-            if not self.user_directory:
-                raise ValueError("user_directory: required with header_pattern")
-        # The value goes into an HTTP header as is: no line breaks or other control characters
-        # (they would inject headers), and only what HTTP/1.1 can carry (Latin-1).
-        key, value = "header_pattern" if self.header_pattern else "user_id", self.header_value()
-        if not value.isprintable():
-            raise ValueError(
-                f"{key}: the header value must not hold line breaks or control characters"
-            )
-        if not value.isascii() and not _is_latin1(value):
-            raise ValueError(f"{key}: the header value can only hold Latin-1 characters")
-        return self
-
-    def header_value(self) -> str:
-        """The header value: the user id, or the pattern filled in for a dynamic directory."""
-        if self.header_pattern is None:
-            return self.user_id
-        return self.header_pattern.replace("$ud", self.user_directory or "").replace(
-            "$id", self.user_id
-        )
-
-
-class ApiKeyAuth(_Model):
-    """A Qlik Cloud API key sent as ``Authorization: Bearer``."""
-
-    method: Literal["apikey"]
-    api_key: SecretStr
-    api_key_file: Path | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, dict):
-            data = _secret_from(dict(data), "api_key", info, required=True)
-        return data
-
-
-Auth = Annotated[CertificateAuth | JwtAuth | HeaderAuth | ApiKeyAuth, Field(discriminator="method")]
-
-
-class Ports(_Model):
+class Ports(Model):
     """The QSEoW service ports for certificate auth."""
 
     repository: int = Field(4242, ge=1, le=65535)
@@ -344,10 +71,10 @@ class Ports(_Model):
     engine: int = Field(4747, ge=1, le=65535)
 
 
-class _TargetSettings(_Model):
+class _TargetSettings(Model):
     """The keys a target shares with ``defaults:``."""
 
-    checks: list[Literal["repository", "proxy", "engine", "engine_session", "tenant"]] | None = None
+    checks: list[CheckName] | None = None
     ports: Ports = Ports()
     port: int = Field(443, ge=1, le=65535)
     virtual_proxy: str = ""
@@ -376,7 +103,7 @@ class Target(_TargetSettings):
     name: str
     type: Literal["qseow", "cloud"]
     host: str
-    auth: Auth
+    auth: AnyAuth
 
     @field_validator("name")
     @classmethod
@@ -397,14 +124,14 @@ class Target(_TargetSettings):
     @model_validator(mode="after")
     def _consistent(self) -> Target:
         method = self.auth.method
-        if method not in METHODS_BY_TYPE[self.type]:
-            allowed = ", ".join(METHODS_BY_TYPE[self.type])
+        if method not in catalog.methods_for(self.type):
+            allowed = ", ".join(catalog.methods_for(self.type))
             raise ValueError(
                 f"auth.method: {method} is not valid for type {self.type} (use {allowed})"
             )
         for i, check in enumerate(self.checks or ()):
-            if check not in CHECKS_BY_METHOD[method]:
-                allowed = ", ".join(CHECKS_BY_METHOD[method])
+            if check not in catalog.checks_for(method):
+                allowed = ", ".join(catalog.checks_for(method))
                 raise ValueError(
                     f"checks[{i}]: {check} is not available with {method} auth (use {allowed})"
                 )
@@ -414,11 +141,22 @@ class Target(_TargetSettings):
 
     @property
     def enabled_checks(self) -> list[str]:
-        """The checks to run: the configured ones, or the type's default."""
-        return list(self.checks) if self.checks else list(DEFAULT_CHECKS[self.type])
+        """The checks to run: the configured ones, or the auth method's default."""
+        return list(self.checks) if self.checks else catalog.default_checks(self.auth.method)
+
+    @property
+    def via_proxy(self) -> bool:
+        """Whether the checks go through a virtual proxy on the front-end port."""
+        return catalog.METHODS[self.auth.method].via_proxy
+
+    def port_for(self, check: str) -> int:
+        """The port ``check`` connects to: the front end through a virtual proxy and on
+        Cloud, else the service's own port."""
+        key = catalog.port_key(self.auth.method, check)
+        return self.port if key == "front" else int(getattr(self.ports, key))
 
 
-class Config(_Model):
+class Config(Model):
     """The whole file."""
 
     defaults: Defaults = Defaults()
@@ -461,6 +199,7 @@ class Config(_Model):
         return next((t for t in self.targets if t.name == name), None)
 
 
+_METHOD_CHOICE: Final = catalog.choice(tuple(catalog.METHODS))
 _MESSAGES = {
     "extra_forbidden": "unknown key",
     "missing": "required",
@@ -480,7 +219,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("certificate", "jwt", "header", "apikey") or part.startswith("function-"):
+        elif part in catalog.METHODS or part.startswith("function-"):
             continue  # the discriminated union's tag adds nothing to the path
         elif not _PLAIN_KEY.match(part):
             out += f"[{part!r}]"  # a user's odd key, quoted so the line stays one line
@@ -503,9 +242,9 @@ def format_errors(exc: ValidationError) -> list[str]:
         ):
             msg = "not allowed in defaults (set it on each target)"
         if err["type"] == "union_tag_invalid":
-            msg = "unknown auth method: expected certificate, jwt, header or apikey"
+            msg = f"unknown auth method: expected {_METHOD_CHOICE}"
         elif err["type"] == "union_tag_not_found":
-            msg = "method is required (certificate, jwt, header or apikey)"
+            msg = f"method is required ({_METHOD_CHOICE})"
         path = _loc(loc)
         # Validators that check one key of a whole mapping say which key as "key: message".
         if m := _KEYED.match(msg):

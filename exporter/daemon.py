@@ -20,7 +20,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from exporter.config import Config, ConfigError, load_config
 from exporter.metrics import ExporterStatus
 from exporter.results import ProbeResult, ResultStore
-from exporter.runner import TargetRuntime, run_probe
+from exporter.runner import Prober, run_probe
 from exporter.transport import Resolver
 
 log = logging.getLogger("exporter")
@@ -45,8 +45,8 @@ def in_shard(name: str, shard: tuple[int, int] | None) -> bool:
     return int.from_bytes(digest[:8], "big") % count == index
 
 
-class Exporter:
-    """Owns the config, the scheduler, the targets' runtimes and the result store."""
+class Daemon:
+    """Owns the config, the scheduler, the targets' probers and the result store."""
 
     def __init__(
         self,
@@ -60,7 +60,8 @@ class Exporter:
         self.resolver = resolver
         self.store = ResultStore()
         self._config = Config()
-        self._runtimes: dict[str, TargetRuntime] = {}
+        self._probers: dict[str, Prober] = {}
+        self._backoff: dict[str, float] = {}  # target -> no run before (unix s), after a 429
         self._scheduler: AsyncIOScheduler | None = None
         self._reload_ok = True
         self._last_reload_success: float | None = None
@@ -82,7 +83,7 @@ class Exporter:
         return ExporterStatus(
             reload_ok=self._reload_ok,
             last_reload_success_ts=self._last_reload_success,
-            targets=len(self._runtimes),
+            targets=len(self._probers),
             started=self._started,
             ready=running and self._last_reload_success is not None,
             scheduler_jobs=len(scheduler.get_jobs()) if running and scheduler else None,
@@ -98,18 +99,24 @@ class Exporter:
                 for line in exc.errors:
                     log.error("config rejected, keeping the previous one", extra={"error": line})
                 return exc.errors
-            self.apply(config)
+            try:
+                self.apply(config)
+            except Exception as exc:  # the new config could not be scheduled: keep the old
+                self._reload_ok = False
+                error = f"cannot schedule the new config: {exc.__class__.__name__}: {exc}"
+                log.error("config rejected, keeping the previous one", extra={"error": error})
+                return [error]
             return []
 
     async def probe(self, target: str, check: str | None) -> list[ProbeResult]:
         """Run one target's checks now (``/probe``), without touching the scheduled results."""
-        rt = self._runtimes.get(target)
-        if rt is None:
+        prober = self._probers.get(target)
+        if prober is None:
             t = self._config.target(target)
             if t is None:
                 raise KeyError(f"unknown target {target!r}")
-            rt = TargetRuntime.build(t)  # configured but in another shard
-        checks = rt.target.enabled_checks
+            prober = Prober.build(t)  # configured but in another shard
+        checks = prober.target.enabled_checks
         if check is not None:
             if check not in checks:
                 raise ValueError(
@@ -117,9 +124,47 @@ class Exporter:
                     f"(enabled: {', '.join(checks)})"
                 )
             checks = [check]
-        return list(
-            await asyncio.gather(*(run_probe(rt, c, resolver=self.resolver) for c in checks))
+        results = await asyncio.gather(
+            *(run_probe(prober, c, resolver=self.resolver) for c in checks)
         )
+        for result in results:
+            self._note_backoff(result)
+        return list(results)
+
+    def jobs(self) -> list[tuple[str, str]]:
+        """The (target, check) pairs this daemon runs on schedule, in config order."""
+        return [(name, c) for name, p in self._probers.items() for c in p.target.enabled_checks]
+
+    @property
+    def scheduler(self) -> AsyncIOScheduler | None:
+        """The running scheduler (for listeners), or None before :meth:`start`."""
+        return self._scheduler
+
+    async def run_job(self, target: str, check: str) -> ProbeResult | None:
+        """One scheduled run of ``check`` on ``target``, now: counted, run and recorded.
+
+        Skipped (None) while the target is rate limited or no longer configured.
+        """
+        prober = self._probers.get(target)
+        if prober is None:
+            return None
+        until = self._backoff.get(target, 0.0)
+        if time.time() < until:
+            log.info(
+                "skipping run while rate limited",
+                extra={"target": target, "check": check, "until": round(until)},
+            )
+            return None
+        self.store.record_start(target, check)
+        result = await run_probe(prober, check, resolver=self.resolver)
+        self._note_backoff(result)
+        if self._probers.get(target) is prober:  # not replaced by a reload meanwhile
+            self.store.record(result)
+        return result
+
+    def _note_backoff(self, result: ProbeResult) -> None:
+        if result.retry_after:
+            self._backoff[result.target] = time.time() + result.retry_after
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -140,15 +185,21 @@ class Exporter:
         await asyncio.sleep(0)
 
     def apply(self, config: Config) -> None:
-        """Make ``config`` the running one: add, replace and remove jobs as needed."""
+        """Make ``config`` the running one: add, replace and remove jobs as needed.
+
+        Atomic: every new job is prepared before any job changes, so a config that cannot be
+        scheduled raises and leaves the running jobs and config as they were.
+        """
         targets = [t for t in config.targets if in_shard(t.name, self.shard)]
-        old = self._runtimes
-        new: dict[str, TargetRuntime] = {}
+        old = self._probers
+        new: dict[str, Prober] = {}
         for t in targets:
             prev = old.get(t.name)
-            new[t.name] = prev if prev is not None and prev.target == t else TargetRuntime.build(t)
-        self._sync_jobs(new)
-        self._runtimes = new
+            new[t.name] = prev if prev is not None and prev.target == t else Prober.build(t)
+        if self._scheduler is not None:
+            self._swap_jobs(self._scheduler, new)
+        self._probers = new
+        self._backoff = {k: v for k, v in self._backoff.items() if k in new}
         self._config = config
         self.store.retain((t.name, c) for t in targets for c in t.enabled_checks)
         self._reload_ok = True
@@ -162,62 +213,56 @@ class Exporter:
             },
         )
 
-    def _sync_jobs(self, new: dict[str, TargetRuntime]) -> None:
-        scheduler = self._scheduler
-        if scheduler is None:
-            return
-        # A job runs (runtime, check); an unchanged target keeps its runtime object, so a job
-        # whose runtime is no longer the target's current one belongs to a changed or removed
+    def _swap_jobs(self, scheduler: AsyncIOScheduler, new: dict[str, Prober]) -> None:
+        # A job runs (prober, check); an unchanged target keeps its prober object, so a job
+        # whose prober is no longer the target's current one belongs to a changed or removed
         # target.
-        for job in scheduler.get_jobs():
-            rt, _check = job.args
-            if new.get(rt.target.name) is not rt:
-                job.remove()
-        existing = {job.id for job in scheduler.get_jobs()}
+        stale = [
+            job
+            for job in scheduler.get_jobs()
+            if new.get(job.args[0].target.name) is not job.args[0]
+        ]
+        kept = {job.id for job in scheduler.get_jobs()} - {job.id for job in stale}
         first_spread = max(
-            FIRST_RUN_SPREAD, sum(len(rt.target.enabled_checks) for rt in new.values()) / 200
+            FIRST_RUN_SPREAD, sum(len(p.target.enabled_checks) for p in new.values()) / 200
         )
-        for name, rt in new.items():
-            for check in rt.target.enabled_checks:
-                if _job_id(name, check) not in existing:
-                    self._add_job(scheduler, rt, check, first_spread)
-
-    def _add_job(
-        self, scheduler: AsyncIOScheduler, rt: TargetRuntime, check: str, first_spread: float
-    ) -> None:
-        interval = rt.target.interval
-        fraction = stable_fraction(rt.target.name, check)
         now = datetime.now(UTC)
-        # Later runs keep a stable phase spread over the whole interval, so that thousands of
-        # checks on one interval never fire together; the first run comes sooner so that
-        # /metrics has values quickly, spread wider when there are many jobs.
-        first_spread = min(interval, first_spread)
-        scheduler.add_job(
-            self._run,
-            IntervalTrigger(
-                seconds=interval,
-                start_date=now + timedelta(seconds=fraction * interval),
-                timezone=UTC,
-            ),
-            args=(rt, check),
-            id=_job_id(rt.target.name, check),
-            name=f"{rt.target.name} {check}",
-            next_run_time=now + timedelta(seconds=fraction * first_spread),
-        )
+        added = [
+            _job_spec(prober, check, first_spread, now)
+            for prober in new.values()
+            for check in prober.target.enabled_checks
+            if _job_id(prober.target.name, check) not in kept
+        ]
+        for job in stale:
+            job.remove()
+        for spec in added:
+            scheduler.add_job(self._scheduled, **spec)
 
-    async def _run(self, rt: TargetRuntime, check: str) -> None:
-        if time.time() < rt.backoff_until:
-            log.info(
-                "skipping run while rate limited",
-                extra={"target": rt.target.name, "check": check, "until": round(rt.backoff_until)},
-            )
-            return
-        if self._runtimes.get(rt.target.name) is not rt:
-            return  # replaced by a reload while this run was queued
-        self.store.record_start(rt.target.name, check)
-        result = await run_probe(rt, check, resolver=self.resolver)
-        if self._runtimes.get(rt.target.name) is rt:
-            self.store.record(result)
+    async def _scheduled(self, prober: Prober, check: str) -> None:
+        if self._probers.get(prober.target.name) is prober:  # else replaced while queued
+            await self.run_job(prober.target.name, check)
+
+
+def _job_spec(prober: Prober, check: str, first_spread: float, now: datetime) -> dict[str, object]:
+    """The scheduler job for ``check`` of ``prober``, built before any job changes.
+
+    Later runs keep a stable phase spread over the whole interval, so that thousands of
+    checks on one interval never fire together; the first run comes sooner so that /metrics
+    has values quickly, spread wider when there are many jobs.
+    """
+    name, interval = prober.target.name, prober.target.interval
+    fraction = stable_fraction(name, check)
+    return {
+        "trigger": IntervalTrigger(
+            seconds=interval,
+            start_date=now + timedelta(seconds=fraction * interval),
+            timezone=UTC,
+        ),
+        "args": (prober, check),
+        "id": _job_id(name, check),
+        "name": f"{name} {check}",
+        "next_run_time": now + timedelta(seconds=fraction * min(interval, first_spread)),
+    }
 
 
 def _job_id(target: str, check: str) -> str:

@@ -40,3 +40,15 @@ AUTH_REASONS = frozenset(
         Reason.WRONG_USER,
     }
 )
+
+
+class ProbeFailure(Exception):
+    """A probe failed for a known reason; ``message`` is the secret-free detail for the log.
+
+    It carries the reason and the message only: what a run learned travels up in its result.
+    """
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(f"{reason.value}: {message}")
+        self.reason = reason
+        self.message = message

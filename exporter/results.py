@@ -88,6 +88,7 @@ class ProbeResult:
     certificates: list[CertificateInfo] = field(default_factory=list)
     credentials: list[CredentialInfo] = field(default_factory=list)
     hostname_match: bool | None = None
+    retry_after: float | None = None  # seconds the server asked to wait before the next run
     log: list[str] = field(default_factory=list)  # the probe's own log lines (for debug=true)
 
 

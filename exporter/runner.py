@@ -13,20 +13,13 @@ import ssl
 import time
 from dataclasses import dataclass
 
-from exporter.auth import METHODS, AuthMethod, CredentialError, build_auth
+from exporter.auth import AuthMethod, build_auth
 from exporter.certinfo import describe_server
-from exporter.checks import CHECKS, ProbeContext
-from exporter.checks.context import port_for
+from exporter.checks import ProbeContext, check_fn
 from exporter.config import Target
-from exporter.reasons import Reason
+from exporter.reasons import ProbeFailure, Reason
 from exporter.results import CertificateInfo, ProbeResult
-from exporter.transport import (
-    ClosedBeforeResponse,
-    HttpSession,
-    ProbeFailure,
-    Resolver,
-    SystemResolver,
-)
+from exporter.transport import ClosedBeforeResponse, HttpSession, Resolver, SystemResolver
 
 log = logging.getLogger("exporter.probe")
 
@@ -49,23 +42,17 @@ _CLIENT_CERT_ALERTS = (
 INSPECT_TIMEOUT = 2.0
 
 
-@dataclass(slots=True)
-class TargetRuntime:
-    """A configured target with its long-lived auth object and rate-limit state."""
+@dataclass(frozen=True, slots=True)
+class Prober:
+    """A configured target with its long-lived auth method: what :func:`run_probe` runs."""
 
     target: Target
     auth: AuthMethod
-    backoff_until: float = 0.0
 
     @classmethod
-    def build(cls, target: Target) -> TargetRuntime:
+    def build(cls, target: Target) -> Prober:
         """Build the auth method for ``target`` (no I/O beyond what config validation did)."""
         return cls(target=target, auth=build_auth(target))
-
-    @property
-    def via_proxy(self) -> bool:
-        """Whether this target's checks go through a virtual proxy on the front-end port."""
-        return METHODS[self.target.auth.method].via_proxy
 
 
 @dataclass(slots=True)
@@ -83,18 +70,23 @@ class _ServerCertificate:
 
 
 async def run_probe(
-    rt: TargetRuntime,
+    prober: Prober,
     check: str,
     *,
     resolver: Resolver | None = None,
     logger: logging.Logger = log,
 ) -> ProbeResult:
-    """Run ``check`` against ``rt`` once, within the target's timeout. Never raises."""
+    """Run ``check`` against ``prober``'s target once, within its timeout. Never raises.
+
+    Everything the run learned is in the result; nothing else is written.
+    """
+    target = prober.target
     started, t0 = time.time(), time.perf_counter()
-    server = _ServerCertificate(host=rt.target.host, source=f"server_{check}")
+    server = _ServerCertificate(host=target.host, source=f"server_{check}")
     session = HttpSession(resolver=resolver or SystemResolver(), on_certificate=server)
+    held = prober.auth.holdings()
     result = ProbeResult(
-        target=rt.target.name,
+        target=target.name,
         check=check,
         success=False,
         reason=None,
@@ -102,52 +94,30 @@ async def run_probe(
         started=started,
         finished=started,
         duration=0.0,
+        certificates=held.certificates,
+        credentials=held.credentials,
     )
     ctx: ProbeContext | None = None
-    deadline = t0 + rt.target.timeout
+    deadline = t0 + target.timeout
     try:
-        async with asyncio.timeout(rt.target.timeout):
-            prepared = rt.auth.prepare()
-            result.certificates.extend(prepared.certificates)
-            result.credentials.extend(prepared.credentials)
-            ctx = ProbeContext(
-                target=rt.target,
-                check=check,
-                auth=prepared,
-                session=session,
-                via_proxy=rt.via_proxy,
-                log=result.log,
-            )
+        async with asyncio.timeout(target.timeout):
+            ctx = ProbeContext(target, check, prober.auth.prepare(), session, log=result.log)
             try:
-                result.values = await CHECKS[check](ctx)
+                result.values = await check_fn(check)(ctx)
             finally:
-                if rt.via_proxy and ctx.cookies:
+                if ctx.learned().session_cookies:
                     await _logout(ctx)
         result.success = True
-    except CredentialError as exc:
-        result.certificates.extend(exc.certificates)
-        result.credentials.extend(exc.credentials)
-        result.reason, result.error = exc.reason, exc.message
     except (Exception, asyncio.CancelledError) as exc:  # the runner maps every outcome
         if isinstance(exc, asyncio.CancelledError) and _cancelled_from_outside():
             raise  # the finally clause closes the connections
-        reason, message = classify(exc, rt, check)
-        result.reason, result.error = reason, message
-        if (
-            reason
-            in (
-                Reason.SERVER_CERTIFICATE_EXPIRED,
-                Reason.SERVER_CERTIFICATE_UNTRUSTED,
-                Reason.HOSTNAME_MISMATCH,
-            )
-            and server.info is None
-            and ctx is not None
-        ):
-            await _inspect_server(rt, check, session, ctx.auth.tls.inspect, deadline)
+        result.reason, result.error = classify(exc, target, check)
+        if result.reason in _VERIFY_REASONS and server.info is None and ctx is not None:
+            await _inspect_server(target, check, session, ctx.auth.tls.inspect, deadline)
     finally:
         await session.close()
-    if ctx is not None and ctx.retry_after:
-        rt.backoff_until = time.time() + ctx.retry_after
+    if ctx is not None:
+        result.retry_after = ctx.learned().retry_after
     if server.info is not None:
         result.certificates.append(server.info)
     result.hostname_match = server.hostname_match
@@ -158,6 +128,15 @@ async def run_probe(
     return result
 
 
+_VERIFY_REASONS = frozenset(
+    {
+        Reason.SERVER_CERTIFICATE_EXPIRED,
+        Reason.SERVER_CERTIFICATE_UNTRUSTED,
+        Reason.HOSTNAME_MISMATCH,
+    }
+)
+
+
 def _cancelled_from_outside() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
@@ -166,13 +145,13 @@ def _cancelled_from_outside() -> bool:
 async def _logout(ctx: ProbeContext) -> None:
     """End the proxy session this probe created, so that probing never piles up sessions."""
     try:
-        await ctx.get(ctx.port, ctx.path("/qps/user"), method="DELETE", auth_headers=False)
+        await ctx.request(ctx.path("/qps/user"), method="DELETE", auth_headers=False)
     except (ProbeFailure, OSError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
         ctx.note(f"logout failed: {exc.__class__.__name__}")
 
 
 async def _inspect_server(
-    rt: TargetRuntime, check: str, session: HttpSession, ctx: ssl.SSLContext, deadline: float
+    target: Target, check: str, session: HttpSession, ctx: ssl.SSLContext, deadline: float
 ) -> None:
     """Fetch the server certificate with a second, non-verifying handshake, for its metrics."""
     remaining = min(INSPECT_TIMEOUT, deadline - time.perf_counter())
@@ -183,7 +162,7 @@ async def _inspect_server(
             resolver=session.resolver, on_certificate=session.on_certificate, phases={}
         )
         async with asyncio.timeout(remaining):
-            conn = await inspect.open(rt.target.host, port_for(rt.target, check), ctx)
+            conn = await inspect.open(target.host, target.port_for(check), ctx)
         # open() does not register the connection with the session; close it here or it
         # stays open (one socket per probe of a server with a bad certificate).
         conn.writer.transport.abort()
@@ -191,13 +170,13 @@ async def _inspect_server(
         log.debug("server certificate inspection failed: %s", exc.__class__.__name__)
 
 
-def classify(exc: BaseException, rt: TargetRuntime, check: str) -> tuple[Reason, str]:
-    """The failure reason and log message for anything a probe can raise."""
-    host = rt.target.host
+def classify(exc: BaseException, target: Target, check: str) -> tuple[Reason, str]:
+    """The failure reason and log message for anything a probe of ``check`` can raise."""
+    host = target.host
     if isinstance(exc, ProbeFailure):
         return exc.reason, exc.message
     if isinstance(exc, TimeoutError | asyncio.CancelledError):
-        return Reason.TIMEOUT, f"no answer within {rt.target.timeout:g}s"
+        return Reason.TIMEOUT, f"no answer within {target.timeout:g}s"
     if isinstance(exc, ssl.SSLCertVerificationError):
         code = exc.verify_code
         detail = f"server certificate of {host}: {exc.verify_message}"
@@ -215,7 +194,7 @@ def classify(exc: BaseException, rt: TargetRuntime, check: str) -> tuple[Reason,
             )
         return Reason.TLS_HANDSHAKE, f"TLS with {host} failed: {exc.reason or exc}"
     if isinstance(exc, ClosedBeforeResponse):
-        if exc.fresh and rt.target.auth.method == "certificate":
+        if exc.fresh and target.auth.method == "certificate":
             return (
                 Reason.CLIENT_CERTIFICATE_REJECTED,
                 f"{host} closed the connection right after the TLS handshake without answering: "
@@ -223,7 +202,7 @@ def classify(exc: BaseException, rt: TargetRuntime, check: str) -> tuple[Reason,
             )
         return Reason.SERVER_ERROR, f"{host} closed the connection without answering"
     if isinstance(exc, ConnectionRefusedError):
-        return Reason.CONNECT_REFUSED, f"{host}:{port_for(rt.target, check)} refused the connection"
+        return Reason.CONNECT_REFUSED, f"{host}:{target.port_for(check)} refused the connection"
     if isinstance(exc, ConnectionResetError | asyncio.IncompleteReadError | BrokenPipeError):
         return Reason.SERVER_ERROR, f"{host} closed the connection mid-request"
     if isinstance(exc, OSError):
@@ -237,7 +216,7 @@ def classify(exc: BaseException, rt: TargetRuntime, check: str) -> tuple[Reason,
         return Reason.CONNECT_REFUSED, f"{host}: {exc.strerror or exc.__class__.__name__}"
     if isinstance(exc, ValueError | KeyError | TypeError):  # UnicodeError is a ValueError
         return Reason.INVALID_RESPONSE, f"cannot parse the answer: {exc.__class__.__name__}"
-    log.error("unexpected error in probe target=%s check=%s", rt.target.name, check, exc_info=exc)
+    log.error("unexpected error in probe target=%s check=%s", target.name, check, exc_info=exc)
     return Reason.INVALID_RESPONSE, f"unexpected error: {exc.__class__.__name__}"
 
 

@@ -20,20 +20,11 @@ from typing import Protocol
 from multidict import CIMultiDict
 
 import exporter
-from exporter.reasons import Reason
+from exporter.reasons import ProbeFailure, Reason
 
 USER_AGENT = f"qlik-sense-exporter/{exporter.__version__}"
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
-
-
-class ProbeFailure(Exception):
-    """A probe failed for a known reason; ``message`` is the secret-free detail for the log."""
-
-    def __init__(self, reason: Reason, message: str) -> None:
-        super().__init__(f"{reason.value}: {message}")
-        self.reason = reason
-        self.message = message
 
 
 class ClosedBeforeResponse(ConnectionError):

@@ -1,48 +1,43 @@
-"""Auth methods: each turns its config into what a request needs and reports what it holds.
+"""Auth methods: what each holds, and what a request needs.
 
-One module per method, looked up in :data:`METHODS`. An auth method is built once per target
-and asked to :meth:`~AuthMethod.prepare` before every probe; it re-reads its files when they
-change, so a rotated certificate or token is used without a restart.
+One module per method, named in :data:`exporter.catalog.METHODS`; each defines its config
+model ``Settings`` and ``Method``. A method is built once per target and asked, before every
+probe, for its :meth:`~AuthMethod.holdings` (never raises) and then to
+:meth:`~AuthMethod.prepare` (may raise :class:`CredentialError`); it re-reads its files when
+they change, so a rotated certificate or token is used without a restart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+import importlib
+from typing import TYPE_CHECKING, Protocol, cast
 
-from exporter.auth.apikey import ApiKeyMethod
-from exporter.auth.certificate import CertificateMethod
-from exporter.auth.common import CredentialError, Prepared
-from exporter.auth.header import HeaderMethod
-from exporter.auth.jwt import JwtMethod
-from exporter.config import Target
+from exporter import catalog
+from exporter.auth.common import CredentialError, Holdings, Prepared
 
-__all__ = ["METHODS", "AuthMethod", "CredentialError", "Prepared", "build_auth"]
+if TYPE_CHECKING:
+    from exporter.config import Target
+
+__all__ = ["AuthMethod", "CredentialError", "Holdings", "Prepared", "build_auth"]
 
 
 class AuthMethod(Protocol):
     """What every auth method offers the runner."""
 
+    def holdings(self) -> Holdings:
+        """The certificates and credentials it holds, with their expiry; never raises."""
+        ...
+
     def prepare(self) -> Prepared:
-        """Headers, TLS contexts and expiry facts for one probe; raises CredentialError."""
+        """TLS contexts and headers for one probe; raises CredentialError."""
         ...
 
 
-@dataclass(slots=True)
-class _Factory:
-    build: Callable[[Target], AuthMethod]
-    via_proxy: bool = field(default=False)
-
-
-METHODS: dict[str, _Factory] = {
-    "certificate": _Factory(CertificateMethod),
-    "jwt": _Factory(JwtMethod, via_proxy=True),
-    "header": _Factory(HeaderMethod, via_proxy=True),
-    "apikey": _Factory(ApiKeyMethod),
-}
+class _AuthModule(Protocol):
+    def Method(self, target: Target) -> AuthMethod: ...  # the module's class
 
 
 def build_auth(target: Target) -> AuthMethod:
-    """The auth method object for ``target``."""
-    return METHODS[target.auth.method].build(target)
+    """The auth method object for ``target``, from the module the catalog names."""
+    module = importlib.import_module(catalog.METHODS[target.auth.method].module)
+    return cast(_AuthModule, module).Method(target)

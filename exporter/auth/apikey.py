@@ -6,15 +6,31 @@ without verifying the signature, which only the tenant can do, to export when it
 
 from __future__ import annotations
 
-from exporter.auth.common import (
-    CredentialError,
-    Prepared,
-    TrustFiles,
-    read_token,
-    shared_contexts,
-    token_credentials,
-)
-from exporter.config import ApiKeyAuth, Target
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import SecretStr, ValidationInfo, model_validator
+
+from exporter.auth.common import Holdings, Prepared, TokenSource, TrustFiles, shared_contexts
+from exporter.fields import AuthSettings, secret_from
+
+if TYPE_CHECKING:
+    from exporter.config import Target
+
+
+class ApiKeyAuth(AuthSettings):
+    """A Qlik Cloud API key sent as ``Authorization: Bearer``."""
+
+    method: Literal["apikey"]
+    api_key: SecretStr
+    api_key_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            data = secret_from(dict(data), "api_key", info, required=True)
+        return data
 
 
 class ApiKeyMethod:
@@ -23,23 +39,25 @@ class ApiKeyMethod:
     def __init__(self, target: Target) -> None:
         assert isinstance(target.auth, ApiKeyAuth)
         self._target = target
-        self._auth = target.auth
         self._trust = TrustFiles(target)
+        self._key = TokenSource(
+            target.auth.api_key_file,
+            target.auth.api_key,
+            setting="api_key_file",
+            kind="apikey",
+            what="the API key",
+        )
+
+    def holdings(self) -> Holdings:
+        """The CAs of ``ca_file`` and the key's expiry."""
+        return Holdings(self._trust.infos(), self._key.credentials())
 
     def prepare(self) -> Prepared:
-        """The bearer header and the key's expiry."""
-        infos = self._trust.infos()
-        auth = self._auth
-        try:
-            contexts = shared_contexts(self._target)
-            key = read_token(auth.api_key_file, auth.api_key, "api_key_file")
-            credentials = token_credentials(key, "apikey", "the API key")
-        except CredentialError as exc:
-            exc.certificates = infos
-            raise
-        return Prepared(
-            tls=contexts,
-            headers={"Authorization": f"Bearer {key}"},
-            certificates=infos,
-            credentials=credentials,
-        )
+        """The bearer header."""
+        self._trust.load()
+        contexts = shared_contexts(self._target)
+        return Prepared(tls=contexts, headers={"Authorization": f"Bearer {self._key.token()}"})
+
+
+Settings = ApiKeyAuth
+Method = ApiKeyMethod

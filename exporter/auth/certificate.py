@@ -12,6 +12,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from cryptography import x509
@@ -19,9 +20,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
+from pydantic import SecretStr, ValidationInfo, model_validator
 
 from exporter.auth.common import (
     CredentialError,
+    Holdings,
     Prepared,
     TlsContexts,
     TrustFiles,
@@ -30,8 +33,41 @@ from exporter.auth.common import (
     os_reason,
 )
 from exporter.certinfo import describe, load_pem_certificates
-from exporter.config import CertificateAuth, Target
+from exporter.fields import AuthSettings, FilePath, OptionalFilePath, secret_from
 from exporter.results import CertificateInfo
+
+if TYPE_CHECKING:
+    from exporter.config import Target
+
+
+class CertificateAuth(AuthSettings):
+    """Mutual TLS with a client certificate exported from the QMC."""
+
+    method: Literal["certificate"]
+    cert_file: FilePath
+    key_file: OptionalFilePath = None  # optional only for a .pfx/.p12 bundle in cert_file
+    key_password: SecretStr | None = None
+    key_password_file: Path | None = None
+    user_directory: str = "INTERNAL"
+    user_id: str = "sa_api"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            data = secret_from(dict(data), "key_password", info, required=False)
+        return data
+
+    @model_validator(mode="after")
+    def _key_needed(self) -> CertificateAuth:
+        if self.key_file is None and not self.is_pkcs12:
+            raise ValueError("key_file: required unless cert_file is a .pfx/.p12 bundle")
+        return self
+
+    @property
+    def is_pkcs12(self) -> bool:
+        """Whether ``cert_file`` is a PKCS#12 bundle (the QMC's Windows format export)."""
+        return self.cert_file.suffix.lower() in (".pfx", ".p12")
 
 
 def qlik_user_header(user_directory: str, user_id: str) -> str:
@@ -161,9 +197,19 @@ class _Identity:
             )
 
 
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """What one set of files gave: the client certificate's info if it could be parsed, and
+    the usable identity or why there is none."""
+
+    info: CertificateInfo | None
+    identity: _Identity | None
+    error: str = ""
+
+
 # One identity (and SSLContext) per set of files, shared by every target that uses them and
 # rebuilt when a file changes; a site with many targets on one export loads it once.
-_IDENTITIES: dict[tuple[object, ...], _Identity] = {}
+_IDENTITIES: dict[tuple[object, ...], _Loaded] = {}
 
 
 def _identity_key(target: Target, auth: CertificateAuth) -> tuple[object, ...]:
@@ -176,26 +222,28 @@ def _identity_key(target: Target, auth: CertificateAuth) -> tuple[object, ...]:
     )
 
 
-def load_checked_identity(
-    target: Target, auth: CertificateAuth, cas: list[x509.Certificate]
-) -> _Identity:
-    """The cached identity for these files, loading and validating it when they changed."""
-    key = _identity_key(target, auth)
-    ident = _IDENTITIES.get(key)
-    if ident is not None:
-        return ident
-    cert, private_key = load_identity(auth)
-    info = describe(cert, "client")
+def _load_files(target: Target, auth: CertificateAuth, trust: TrustFiles) -> _Loaded:
+    info = None
     try:
+        cert, private_key = load_identity(auth)
+        info = describe(cert, "client")
+        cas, _ = trust.load()
         validate_identity(cert, private_key, cas)
+        return _Loaded(info, _Identity(info, build_contexts(target, (cert, private_key))))
     except CredentialError as exc:
-        exc.certificates = [info]
-        raise
-    ident = _Identity(info, build_contexts(target, (cert, private_key)))
-    if len(_IDENTITIES) > 4096:
-        _IDENTITIES.clear()  # stale entries of rotated files; rebuilt on demand
-    _IDENTITIES[key] = ident
-    return ident
+        return _Loaded(info, None, exc.message)
+
+
+def load_checked_identity(target: Target, auth: CertificateAuth, trust: TrustFiles) -> _Loaded:
+    """The cached outcome of loading these files, loading and validating them when changed."""
+    key = _identity_key(target, auth)
+    loaded = _IDENTITIES.get(key)
+    if loaded is None:
+        loaded = _load_files(target, auth, trust)
+        if len(_IDENTITIES) > 4096:
+            _IDENTITIES.clear()  # stale entries of rotated files; rebuilt on demand
+        _IDENTITIES[key] = loaded
+    return loaded
 
 
 class CertificateMethod:
@@ -208,20 +256,23 @@ class CertificateMethod:
         self._trust = TrustFiles(target)
         self._header = qlik_user_header(self._auth.user_directory, self._auth.user_id)
 
+    def _loaded(self) -> _Loaded:
+        return load_checked_identity(self._target, self._auth, self._trust)
+
+    def holdings(self) -> Holdings:
+        """The client certificate (when it parses) and the CAs of ``ca_file``."""
+        info = self._loaded().info
+        return Holdings(certificates=([info] if info else []) + self._trust.infos())
+
     def prepare(self) -> Prepared:
         """Validate the files (cached until they change) and hand out the shared context."""
-        cas, infos = self._trust.load()
-        try:
-            ident = load_checked_identity(self._target, self._auth, cas)
-        except CredentialError as exc:
-            exc.certificates = exc.certificates + infos
-            raise
-        infos.insert(0, ident.info)
-        try:
-            ident.check_dates(time.time())
-        except CredentialError as exc:
-            exc.certificates = infos
-            raise
-        return Prepared(
-            tls=ident.contexts, headers={"X-Qlik-User": self._header}, certificates=infos
-        )
+        self._trust.load()  # a broken ca_file is named before the client certificate
+        loaded = self._loaded()
+        if loaded.identity is None:
+            raise CredentialError(loaded.error)
+        loaded.identity.check_dates(time.time())
+        return Prepared(tls=loaded.identity.contexts, headers={"X-Qlik-User": self._header})
+
+
+Settings = CertificateAuth
+Method = CertificateMethod

@@ -1,4 +1,13 @@
-"""What auth methods share: the prepared request parts, TLS contexts and token expiry."""
+"""What auth methods share: what they hold, what a request needs, TLS contexts and tokens.
+
+An auth method answers two questions on every probe, in this order:
+
+- :meth:`~exporter.auth.AuthMethod.holdings`: the certificates and credentials it holds, with
+  their expiry — whatever could be read, even when they are unusable; it never raises, so the
+  expiry metrics survive a broken credential;
+- :meth:`~exporter.auth.AuthMethod.prepare`: what one request needs (TLS contexts, headers), or
+  a :class:`CredentialError` that names what is wrong.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jwt
 from cryptography import x509
@@ -16,10 +26,11 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from pydantic import SecretStr
 
 from exporter.certinfo import describe, load_pem_certificates
-from exporter.config import Target
-from exporter.reasons import Reason
+from exporter.reasons import ProbeFailure, Reason
 from exporter.results import CertificateInfo, CredentialInfo
-from exporter.transport import ProbeFailure
+
+if TYPE_CHECKING:
+    from exporter.config import Target
 
 
 class CredentialError(ProbeFailure):
@@ -27,9 +38,14 @@ class CredentialError(ProbeFailure):
 
     def __init__(self, message: str) -> None:
         super().__init__(Reason.CREDENTIAL_INVALID, message)
-        # What could still be read, so expiry metrics survive a broken credential.
-        self.certificates: list[CertificateInfo] = []
-        self.credentials: list[CredentialInfo] = []
+
+
+@dataclass(slots=True)
+class Holdings:
+    """The certificates and credentials an auth method holds, as far as they could be read."""
+
+    certificates: list[CertificateInfo] = field(default_factory=list)
+    credentials: list[CredentialInfo] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -42,12 +58,10 @@ class TlsContexts:
 
 @dataclass(slots=True)
 class Prepared:
-    """Everything one probe needs from its auth method."""
+    """Everything one request needs from its auth method."""
 
     tls: TlsContexts
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # may hold a bearer token
-    certificates: list[CertificateInfo] = field(default_factory=list)
-    credentials: list[CredentialInfo] = field(default_factory=list)
 
 
 def file_stamp(*paths: Path | None) -> tuple[tuple[str, int, int], ...]:
@@ -179,8 +193,12 @@ class TrustFiles:
         return entry[1], list(entry[2])
 
     def infos(self) -> list[CertificateInfo]:
-        """``root`` certificate infos (a new list each time; the items are shared)."""
-        return self.load()[1]
+        """``root`` certificate infos (a new list each time; the items are shared); none when
+        the file cannot be read (:meth:`load` says why)."""
+        try:
+            return self.load()[1]
+        except CredentialError:
+            return []
 
 
 def os_reason(exc: Exception) -> str:
@@ -210,29 +228,53 @@ def token_expiry(token: str, what: str) -> float | None:
     return float(exp)
 
 
-def read_token(path: Path | None, inline: SecretStr | None, setting: str) -> str:
-    """A token from ``setting``'s file, re-read on every probe so that a rotated file is used
-    without a reload, or else the inline (or environment) value."""
-    if path is not None:
+class TokenSource:
+    """A bearer token from ``setting``'s file or inline (or the environment).
+
+    The file is re-read when it changes, so a rotated token is used without a reload. What it
+    holds is its ``exp``, read without verifying the signature (only the server can).
+    """
+
+    def __init__(
+        self, path: Path | None, inline: SecretStr | None, *, setting: str, kind: str, what: str
+    ) -> None:
+        assert path is not None or inline is not None  # the config requires one of the two
+        self._path, self._inline = path, inline
+        self._setting, self._kind, self._what = setting, kind, what
+        self._cached: tuple[tuple[tuple[str, int, int], ...], str, float | None] | None = None
+
+    def __repr__(self) -> str:
+        return f"TokenSource({self._setting}, kind={self._kind})"
+
+    def _load(self) -> tuple[str, float | None]:
+        stamp = file_stamp(self._path)
+        if self._cached is not None and self._cached[0] == stamp:
+            return self._cached[1], self._cached[2]
+        if self._path is not None:
+            try:
+                token = self._path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CredentialError(f"{self._setting} {self._path}: {os_reason(exc)}") from None
+        else:
+            assert self._inline is not None
+            token = self._inline.get_secret_value()
+        expires = token_expiry(token, self._what)
+        self._cached = (stamp, token, expires)
+        return token, expires
+
+    def credentials(self) -> list[CredentialInfo]:
+        """The token's expiry (none without ``exp`` or when unreadable); never raises."""
         try:
-            return path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CredentialError(f"{setting} {path}: {os_reason(exc)}") from None
-    assert inline is not None  # the config requires one of the two
-    return inline.get_secret_value()
+            _, expires = self._load()
+        except CredentialError:
+            return []
+        return [CredentialInfo(self._kind, expires)] if expires is not None else []
 
-
-def token_credentials(token: str, kind: str, what: str) -> list[CredentialInfo]:
-    """The token's expiry as ``kind`` credential info (none without ``exp``); a token that has
-    already expired is a CredentialError that still carries it."""
-    exp = token_expiry(token, what)
-    credentials = [CredentialInfo(kind, exp)] if exp is not None else []
-    try:
-        check_not_expired(exp, what)
-    except CredentialError as exc:
-        exc.credentials = credentials
-        raise
-    return credentials
+    def token(self) -> str:
+        """The token to send; a CredentialError when unreadable, not a JWT, or expired."""
+        token, expires = self._load()
+        check_not_expired(expires, self._what)
+        return token
 
 
 def check_not_expired(expires: float | None, what: str) -> None:

@@ -7,27 +7,107 @@ and directory are whatever the virtual proxy is configured with.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from exporter.auth.common import (
     CredentialError,
+    Holdings,
     Prepared,
+    TokenSource,
     TrustFiles,
     file_stamp,
     os_reason,
-    read_token,
     shared_contexts,
-    token_credentials,
 )
 from exporter.certinfo import describe, load_pem_certificates
-from exporter.config import JwtAuth, Target
-from exporter.results import CertificateInfo, CredentialInfo
+from exporter.fields import (
+    AuthSettings,
+    Duration,
+    Model,
+    OptionalFilePath,
+    secret_from,
+    show,
+)
+from exporter.results import CertificateInfo
+
+if TYPE_CHECKING:
+    from exporter.config import Target
+
+
+class JwtClaims(Model):
+    """Claim names the virtual proxy reads (case-sensitive, free-form in the QMC)."""
+
+    user_id: str = "userId"
+    user_directory: str = "userDirectory"
+
+
+class JwtAuth(AuthSettings):
+    """A JWT sent as ``Authorization: Bearer`` to a JWT virtual proxy."""
+
+    method: Literal["jwt"]
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    signing_key_file: OptionalFilePath = None
+    signing_key_password: SecretStr | None = None
+    signing_key_password_file: Path | None = None
+    signing_cert_file: OptionalFilePath = None
+    algorithm: Literal["RS256", "RS384", "RS512"] = "RS256"
+    audience: str = "qlik.api/login/jwt-session"
+    token_lifetime: Duration = 300.0
+    user_directory: str | None = None
+    user_id: str | None = None
+    claims: JwtClaims = JwtClaims()
+    extra_claims: dict[str, str | int | bool | list[str]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        has_token = any(data.get(k) is not None for k in ("token", "token_file", "token_env"))
+        if has_token and data.get("signing_key_file") is not None:
+            raise ValueError(
+                "signing_key_file: cannot be combined with a static token"
+                " (give token, token_file or token_env, or signing_key_file)"
+            )
+        if not has_token and data.get("signing_key_file") is None:
+            raise ValueError("one of token, token_file, token_env or signing_key_file is required")
+        data = secret_from(data, "token", info, required=False)
+        return secret_from(data, "signing_key_password", info, required=False)
+
+    @field_validator("extra_claims", mode="before")
+    @classmethod
+    def _claims(cls, v: Any) -> Any:
+        # One clear line per bad claim instead of one per member of the value's type union.
+        if isinstance(v, dict):
+            for key, value in v.items():
+                ok = isinstance(value, str | int | bool) or (
+                    isinstance(value, list) and all(isinstance(x, str) for x in value)
+                )
+                if not ok:
+                    raise ValueError(
+                        f"claim {show(key)} must be a string, integer, boolean or list of strings"
+                    )
+        return v
+
+    @model_validator(mode="after")
+    def _minting_needs_user(self) -> JwtAuth:
+        if self.signing_key_file is not None:
+            for key in ("user_id", "user_directory"):
+                if not getattr(self, key):
+                    raise ValueError(f"{key}: required to mint tokens with signing_key_file")
+        return self
+
 
 # Qlik's own tooling backdates iat a little so that clock skew does not reject fresh tokens.
 CLOCK_SKEW = 30
@@ -44,30 +124,33 @@ class JwtMethod:
         self._key_stamp: tuple[tuple[str, int, int], ...] = ()
         self._key: RSAPrivateKey | None = None
         self._signing_cert: list[CertificateInfo] = []
-
-    def prepare(self) -> Prepared:
-        """The bearer header, and what expires: the token and the signing certificate."""
-        infos = self._trust.infos()
-        try:
-            contexts = shared_contexts(self._target)
-            if self._auth.signing_key_file is not None:
-                token, credentials = self._mint(), list[CredentialInfo]()
-                infos += self._signing_cert
-            else:
-                token, credentials = self._static()
-        except CredentialError as exc:
-            exc.certificates = infos + self._signing_cert
-            raise
-        return Prepared(
-            tls=contexts,
-            headers={"Authorization": f"Bearer {token}"},
-            certificates=infos,
-            credentials=credentials,
+        self._static = (
+            None
+            if self._auth.signing_key_file is not None
+            else TokenSource(
+                self._auth.token_file,
+                self._auth.token,
+                setting="token_file",
+                kind="jwt",
+                what="the JWT",
+            )
         )
 
-    def _static(self) -> tuple[str, list[CredentialInfo]]:
-        token = read_token(self._auth.token_file, self._auth.token, "token_file")
-        return token, token_credentials(token, "jwt", "the JWT")
+    def holdings(self) -> Holdings:
+        """The CAs of ``ca_file``, and the signing certificate or the static token's expiry."""
+        if self._static is not None:
+            return Holdings(self._trust.infos(), self._static.credentials())
+        # prepare() says why a load fails; the certificate of the last good load is still shown
+        with contextlib.suppress(CredentialError):
+            self._load_signing()
+        return Holdings(self._trust.infos() + self._signing_cert)
+
+    def prepare(self) -> Prepared:
+        """The bearer header: the static token, or a freshly minted one."""
+        self._trust.load()
+        contexts = shared_contexts(self._target)
+        token = self._static.token() if self._static is not None else self._mint()
+        return Prepared(tls=contexts, headers={"Authorization": f"Bearer {token}"})
 
     def _load_signing(self) -> RSAPrivateKey:
         auth = self._auth
@@ -119,3 +202,7 @@ class JwtMethod:
             "jti": str(uuid.uuid4()),
         }
         return jwt.encode(claims, key, algorithm=auth.algorithm)
+
+
+Settings = JwtAuth
+Method = JwtMethod

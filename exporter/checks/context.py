@@ -1,7 +1,10 @@
-"""What a check works with: one target's prepared auth, an HTTP session, and status mapping.
+"""What a check works with: one target's prepared auth, the run's HTTP client, status mapping.
 
-Every check sends its request through :meth:`ProbeContext.get`, which maps HTTP statuses to
-failure reasons in one place, so the checks only parse successful answers.
+Every check sends its requests through :meth:`ProbeContext.request`, which maps HTTP statuses
+to failure reasons with the one table in :func:`status_failure`, so the checks only parse
+successful answers. Like any HTTP client, the context keeps the run's session cookies (sent
+back on later requests) and the server's last ``Retry-After``; the runner reads them once, as
+:meth:`ProbeContext.learned`, into the run's result.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ import json
 import secrets
 import string
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from exporter.auth import METHODS, Prepared
-from exporter.config import Target
-from exporter.reasons import Reason
-from exporter.transport import HttpResponse, HttpSession, ProbeFailure
+from exporter.auth import Prepared
+from exporter.reasons import ProbeFailure, Reason
+from exporter.transport import HttpResponse, HttpSession
+
+if TYPE_CHECKING:
+    from exporter.config import Target
 
 _XRF_ALPHABET = string.ascii_letters + string.digits
 # The exact body QRS and QPS send when the xrfkey check fails (help.qlik.com, Xrfkey headers).
@@ -33,12 +38,12 @@ def new_xrfkey() -> str:
     return key[:16]
 
 
-def port_for(t: Target, check: str) -> int:
-    """The port ``check`` of target ``t`` connects to: the front end through a virtual proxy
-    and on Cloud, else the service's own port."""
-    if METHODS[t.auth.method].via_proxy or check == "tenant":
-        return t.port
-    return {"repository": t.ports.repository, "proxy": t.ports.proxy}.get(check, t.ports.engine)
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """What a run's HTTP exchanges taught beyond the check's values."""
+
+    retry_after: float | None = None  # seconds the server asked us to wait (429)
+    session_cookies: dict[str, str] = field(default_factory=dict)  # proxy sessions to end
 
 
 @dataclass(slots=True)
@@ -49,14 +54,18 @@ class ProbeContext:
     check: str
     auth: Prepared
     session: HttpSession
-    via_proxy: bool
     log: list[str] = field(default_factory=list)
-    cookies: dict[str, str] = field(default_factory=dict)
-    retry_after: float | None = None
+    _cookies: dict[str, str] = field(default_factory=dict, repr=False)
+    _retry_after: float | None = None
 
     def note(self, line: str) -> None:
         """Add a line to the probe's own log (``/probe?debug=true``); never a secret."""
         self.log.append(line)
+
+    @property
+    def via_proxy(self) -> bool:
+        """Whether this run goes through a virtual proxy on the front-end port."""
+        return self.target.via_proxy
 
     def path(self, path: str) -> str:
         """``path`` under the virtual proxy prefix when going through the proxy."""
@@ -66,11 +75,14 @@ class ProbeContext:
     @property
     def port(self) -> int:
         """The port this check connects to."""
-        return port_for(self.target, self.check)
+        return self.target.port_for(self.check)
 
-    async def get(
+    def learned(self) -> Learned:
+        """The session cookies and ``Retry-After`` seen so far."""
+        return Learned(self._retry_after, dict(self._cookies))
+
+    async def request(
         self,
-        port: int,
         path: str,
         *,
         xrfkey: bool = False,
@@ -78,55 +90,35 @@ class ProbeContext:
         accept: str = "application/json",
         auth_headers: bool = True,
     ) -> HttpResponse:
-        """Send one request; return a 2xx response or raise the matching ProbeFailure."""
+        """Send one request to this check's port; return a 2xx response or raise the matching
+        ProbeFailure."""
         headers = {"Accept": accept}
         if auth_headers:
             headers.update(self.auth.headers)
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        if self._cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self._cookies.items())
         if xrfkey:
             key = new_xrfkey()
             headers["X-Qlik-Xrfkey"] = key
             path += ("&" if "?" in path else "?") + f"xrfkey={key}"
+        port = self.port
         where = f"{method} https://{self.target.host}:{port}{path.split('?', 1)[0]}"
         resp = await self.session.request(
             method, self.target.host, port, self.auth.tls.verify, path, headers
         )
-        self._keep_cookies(resp)
+        self._keep(resp)
         self.note(f"{where} -> {resp.status} {resp.reason}")
-        self._raise_for_status(resp, where)
+        if (failure := status_failure(resp, where, via_proxy=self.via_proxy)) is not None:
+            raise failure
         return resp
 
-    def _keep_cookies(self, resp: HttpResponse) -> None:
+    def _keep(self, resp: HttpResponse) -> None:
         for value in resp.headers.getall("Set-Cookie", []):
             name, sep, rest = value.partition("=")
             if sep and name.strip().lower().startswith("x-qlik-session"):
-                self.cookies[name.strip()] = rest.split(";", 1)[0].strip()
-
-    def _raise_for_status(self, resp: HttpResponse, where: str) -> None:
-        status = resp.status
-        if 200 <= status < 300:
-            return
-        if status == 401:
-            raise ProbeFailure(Reason.UNAUTHORIZED, f"{where}: 401 {_brief(resp)}")
-        if status == 403:
-            if XSRF_BODY in resp.text(500):
-                raise ProbeFailure(Reason.XRFKEY_REJECTED, f"{where}: 403 {_brief(resp)}")
-            raise ProbeFailure(Reason.FORBIDDEN, f"{where}: 403 {_brief(resp)}")
-        if status == 404:
-            raise ProbeFailure(Reason.NOT_FOUND, f"{where}: 404 (wrong virtual proxy or path?)")
-        if status == 429:
-            self.retry_after = _retry_after(resp)
-            wait = f"; retry after {self.retry_after:g}s" if self.retry_after else ""
-            raise ProbeFailure(Reason.RATE_LIMITED, f"{where}: 429 rate limited{wait}")
-        if status >= 500:
-            raise ProbeFailure(Reason.SERVER_ERROR, f"{where}: {status} {_brief(resp)}")
-        if 300 <= status < 400 and self.via_proxy:
-            # A virtual proxy redirects unauthenticated users to its login page.
-            raise ProbeFailure(
-                Reason.UNAUTHORIZED, f"{where}: {status} redirect to login (not authenticated)"
-            )
-        raise ProbeFailure(Reason.INVALID_RESPONSE, f"{where}: unexpected status {status}")
+                self._cookies[name.strip()] = rest.split(";", 1)[0].strip()
+        if resp.status == 429:
+            self._retry_after = retry_after(resp)
 
     def json(self, resp: HttpResponse) -> Any:
         """The body as JSON, or ``invalid_response``."""
@@ -142,12 +134,41 @@ class ProbeContext:
         return ProbeFailure(Reason.INVALID_RESPONSE, f"{self.check}: {message}")
 
 
+def status_failure(resp: HttpResponse, where: str, *, via_proxy: bool) -> ProbeFailure | None:
+    """The failure a non-2xx status stands for (None for 2xx): the one table for every check,
+    HTTP and websocket upgrade alike. A redirect is never followed."""
+    status = resp.status
+    if 200 <= status < 300:
+        return None
+    if status == 401:
+        return ProbeFailure(Reason.UNAUTHORIZED, f"{where}: 401 {_brief(resp)}")
+    if status == 403:
+        if XSRF_BODY in resp.text(500):
+            return ProbeFailure(Reason.XRFKEY_REJECTED, f"{where}: 403 {_brief(resp)}")
+        return ProbeFailure(Reason.FORBIDDEN, f"{where}: 403 {_brief(resp)}")
+    if status == 404:
+        return ProbeFailure(Reason.NOT_FOUND, f"{where}: 404 (wrong virtual proxy or path?)")
+    if status == 429:
+        wait = retry_after(resp)
+        more = f"; retry after {wait:g}s" if wait else ""
+        return ProbeFailure(Reason.RATE_LIMITED, f"{where}: 429 rate limited{more}")
+    if status >= 500:
+        return ProbeFailure(Reason.SERVER_ERROR, f"{where}: {status} {_brief(resp)}")
+    if 300 <= status < 400 and via_proxy:
+        # A virtual proxy redirects unauthenticated users to its login page.
+        return ProbeFailure(
+            Reason.UNAUTHORIZED, f"{where}: {status} redirect to login (not authenticated)"
+        )
+    return ProbeFailure(Reason.INVALID_RESPONSE, f"{where}: unexpected status {status}")
+
+
 def _brief(resp: HttpResponse) -> str:
     text = " ".join(resp.text(200).split())
     return f"{resp.reason}: {text}" if text else resp.reason
 
 
-def _retry_after(resp: HttpResponse) -> float | None:
+def retry_after(resp: HttpResponse) -> float | None:
+    """``Retry-After`` in seconds, when it is a sane number of them."""
     value = resp.headers.get("Retry-After", "").strip()
     try:
         seconds = float(value)

@@ -16,7 +16,7 @@ MIB = 1024 * 1024
 
 async def run(ctx: ProbeContext) -> CheckValues:
     """Read the engine's health numbers and version."""
-    health = ctx.json(await ctx.get(ctx.port, ctx.path("/engine/healthcheck")))
+    health = ctx.json(await ctx.request(ctx.path("/engine/healthcheck")))
     return parse_health(ctx, health)
 
 

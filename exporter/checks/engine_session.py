@@ -17,9 +17,9 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from exporter.checks.context import ProbeContext
-from exporter.reasons import Reason
+from exporter.reasons import ProbeFailure, Reason
 from exporter.results import CheckValues
-from exporter.transport import ClosedBeforeResponse, ProbeFailure, Resolver, resolve_host
+from exporter.transport import ClosedBeforeResponse, Resolver, resolve_host
 
 MAX_FRAME = 1024 * 1024
 GREETING_FRAMES = 5

@@ -7,11 +7,11 @@ virtual proxy's sessions. Through a virtual proxy: the personal API ``GET /{vp}/
 
 from __future__ import annotations
 
+from exporter.auth.header import HeaderAuth
+from exporter.auth.jwt import JwtAuth
 from exporter.checks.context import ProbeContext
-from exporter.config import HeaderAuth, JwtAuth
-from exporter.reasons import Reason
+from exporter.reasons import ProbeFailure, Reason
 from exporter.results import CheckValues
-from exporter.transport import ProbeFailure
 
 
 async def run(ctx: ProbeContext) -> CheckValues:
@@ -20,7 +20,7 @@ async def run(ctx: ProbeContext) -> CheckValues:
         return await _whoami(ctx)
     vp = ctx.target.virtual_proxy
     path = f"/qps/{vp}/session" if vp else "/qps/session"
-    sessions = ctx.json(await ctx.get(ctx.port, path, xrfkey=True))
+    sessions = ctx.json(await ctx.request(path, xrfkey=True))
     if not isinstance(sessions, list) or not all(isinstance(s, dict) for s in sessions):
         raise ctx.invalid(f"{path} did not return a list of sessions")
     return CheckValues(
@@ -39,7 +39,7 @@ def expected_user(ctx: ProbeContext) -> tuple[str | None, str]:
 
 
 async def _whoami(ctx: ProbeContext) -> CheckValues:
-    me = ctx.json(await ctx.get(ctx.port, ctx.path("/qps/user"), xrfkey=True))
+    me = ctx.json(await ctx.request(ctx.path("/qps/user"), xrfkey=True))
     if not isinstance(me, dict):
         raise ctx.invalid("/qps/user did not return an object")
     if me.get("session") == "inactive":

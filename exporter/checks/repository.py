@@ -12,7 +12,7 @@ from exporter.results import CheckValues
 
 async def run(ctx: ProbeContext) -> CheckValues:
     """Read the build version and date of the repository service."""
-    about = ctx.json(await ctx.get(ctx.port, ctx.path("/qrs/about"), xrfkey=True))
+    about = ctx.json(await ctx.request(ctx.path("/qrs/about"), xrfkey=True))
     return parse_about(ctx, about)
 
 

@@ -6,13 +6,13 @@ This is what Ctrl-Q's ``qscloud connection-test`` does through ``@qlik/api``.
 from __future__ import annotations
 
 from exporter.checks.context import ProbeContext
+from exporter.reasons import ProbeFailure
 from exporter.results import CheckValues, TenantInfo
-from exporter.transport import ProbeFailure
 
 
 async def run(ctx: ProbeContext) -> CheckValues:
     """Who the API key is, and the tenant's name when the key may read it."""
-    me = ctx.json(await ctx.get(ctx.port, "/api/v1/users/me"))
+    me = ctx.json(await ctx.request("/api/v1/users/me"))
     if not isinstance(me, dict):
         raise ctx.invalid("/api/v1/users/me did not return an object")
     user_id, tenant_id, status = me.get("id"), me.get("tenantId"), me.get("status")
@@ -23,7 +23,7 @@ async def run(ctx: ProbeContext) -> CheckValues:
     assert isinstance(status, str)
     name = ""
     try:
-        tenant = ctx.json(await ctx.get(ctx.port, "/api/v1/tenants/me"))
+        tenant = ctx.json(await ctx.request("/api/v1/tenants/me"))
     except ProbeFailure as exc:
         # Not every key may read the tenant; the login itself already succeeded.
         ctx.note(f"tenants/me skipped: {exc.message}")

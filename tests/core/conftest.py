@@ -8,7 +8,7 @@ from typing import Any
 
 from exporter.config import Target, parse_config
 from exporter.results import ProbeResult
-from exporter.runner import TargetRuntime, run_probe
+from exporter.runner import Prober, run_probe
 from exporter.sim import Simulator
 from exporter.transport import Resolver
 
@@ -122,10 +122,10 @@ async def probe(
     base_dir: Path,
     *,
     resolver: Resolver | None = None,
-    rt: TargetRuntime | None = None,
+    rt: Prober | None = None,
 ) -> ProbeResult:
     """Run one check of one target dict once."""
-    rt = rt or TargetRuntime.build(build(target, base_dir))
+    rt = rt or Prober.build(build(target, base_dir))
     return await run_probe(rt, check, resolver=resolver)
 
 

@@ -11,8 +11,10 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from exporter.auth.apikey import ApiKeyAuth
+from exporter.auth.certificate import CertificateAuth
 from exporter.cli import main
-from exporter.config import ApiKeyAuth, CertificateAuth, ConfigError, load_config, parse_config
+from exporter.config import ConfigError, load_config, parse_config
 
 TESTDATA = Path(__file__).parent / "testdata"
 BAD = sorted((TESTDATA / "bad").glob("*.yml"))

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 
 from exporter.reasons import Reason
-from exporter.runner import TargetRuntime
+from exporter.runner import Prober
 from exporter.sim import Simulator
 from exporter.sim.certs import ClientFiles
 from tests.core.conftest import build, cert_target, cloud_target, jwt_target, probe
@@ -166,7 +166,7 @@ async def test_unreadable_client_certificate_file(
     cert = tmp_path / "client.pem"
     cert.write_bytes(b"placeholder")
     target = cert_target(sim, checks=["repository"], auth={"cert_file": str(cert)})
-    rt = TargetRuntime.build(build(target, tmp_path))
+    rt = Prober.build(build(target, tmp_path))
     if content is None:
         cert.unlink()
     else:
@@ -190,7 +190,7 @@ async def test_rotated_client_certificate_is_picked_up_next_cycle(
         checks=["repository"],
         auth={"cert_file": str(live / "client.pem"), "key_file": str(live / "client_key.pem")},
     )
-    rt = TargetRuntime.build(build(target, tmp_path))
+    rt = Prober.build(build(target, tmp_path))
     first = await probe({}, "repository", tmp_path, rt=rt)
     for name in ("client.pem", "client_key.pem"):
         src = client_cert_expiring_soon.cert_file.parent / name

@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 
 from exporter.config import load_config
-from exporter.daemon import Exporter, in_shard
+from exporter.daemon import Daemon, in_shard
 from exporter.reasons import Reason
 from exporter.sim import Simulator
-from tests.core.conftest import cert_target, closed_port
+from tests.core.conftest import cert_target, closed_port, cloud_target
 
 
 def _write(path: Path, targets: list[dict[str, Any]]) -> Path:
@@ -20,7 +20,7 @@ def _write(path: Path, targets: list[dict[str, Any]]) -> Path:
     return path
 
 
-def _runs(daemon: Exporter, target: str, check: str) -> int:
+def _runs(daemon: Daemon, target: str, check: str) -> int:
     return next(
         (s.runs for s in daemon.store.snapshot() if (s.target, s.check) == (target, check)), 0
     )
@@ -34,7 +34,7 @@ async def test_hung_target_times_out_while_healthy_target_stays_on_schedule(
     hung = cert_target(sim, "hung", checks=["proxy"], timeout="2s", interval="3s")
     healthy = cert_target(sim, "healthy", checks=["repository"], timeout="1s", interval="1s")
     config = _write(tmp_path / "c.yml", [hung, healthy])
-    daemon = Exporter(config)
+    daemon = Daemon(config)
     daemon.start(load_config(config))
     try:
         await asyncio.sleep(7.5)
@@ -55,7 +55,7 @@ async def test_reload_adds_removes_and_changes_targets(sim: Simulator, tmp_path:
     """A reload starts new targets, drops removed ones from the store and applies changes."""
     config = tmp_path / "c.yml"
     _write(config, [cert_target(sim, "a", checks=["repository"], interval="1s", timeout="1s")])
-    daemon = Exporter(config)
+    daemon = Daemon(config)
     daemon.start(load_config(config))
     try:
         await asyncio.sleep(1.5)
@@ -96,7 +96,7 @@ async def test_invalid_reload_keeps_the_old_config_running(sim: Simulator, tmp_p
     """An invalid file is rejected with its errors, counted, and the old targets keep running."""
     config = tmp_path / "c.yml"
     _write(config, [cert_target(sim, "a", checks=["repository"], interval="1s", timeout="1s")])
-    daemon = Exporter(config)
+    daemon = Daemon(config)
     daemon.start(load_config(config))
     try:
         config.write_text("targets:\n  - name: a\n    type: nope\n")
@@ -131,10 +131,33 @@ async def test_rate_limited_target_skips_runs_until_retry_after(
     key = sim.cloud_issue_api_key(sub=sim.cloud_user_id)
     sim.faults.set("cloud", "status", status=429, retry_after=30)
     config = _write(tmp_path / "c.yml", [cloud_target(sim, key, "c", interval="1s", timeout="1s")])
-    daemon = Exporter(config)
+    daemon = Daemon(config)
     daemon.start(load_config(config))
     try:
         await asyncio.sleep(3.5)
     finally:
         await daemon.stop()
     assert _runs(daemon, "c", "tenant") == 1
+
+
+async def test_rate_limited_target_skips_runs_for_retry_after(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """After a 429 with Retry-After, scheduled runs of that target are skipped until it passes;
+    other targets run."""
+    key = sim.cloud_issue_api_key(sub=sim.cloud_user_id)
+    sim.faults.set("cloud", "status", status=429, retry_after=13)
+    limited = cloud_target(sim, key, name="limited")
+    other = cert_target(sim, "other", checks=["repository"])
+    config = _write(tmp_path / "c.yml", [limited, other])
+    daemon = Daemon(config)
+    daemon.apply(load_config(config))
+    first = await daemon.run_job("limited", "tenant")
+    assert first is not None
+    assert first.reason == Reason.RATE_LIMITED
+    sim.faults.clear()
+    assert await daemon.run_job("limited", "tenant") is None  # backing off
+    assert _runs(daemon, "limited", "tenant") == 1
+    ok = await daemon.run_job("other", "repository")
+    assert ok is not None
+    assert ok.success

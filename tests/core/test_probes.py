@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from exporter.reasons import Reason
-from exporter.runner import TargetRuntime
+from exporter.runner import Prober
 from exporter.sim import Simulator
 from tests.core.conftest import (
     FixedResolver,
@@ -142,8 +142,8 @@ async def test_probes_through_a_virtual_proxy_do_not_pile_up_sessions(
     sim: Simulator, tmp_path: Path
 ) -> None:
     """After many probes the simulator holds no live proxy session for the monitor user."""
-    rt = TargetRuntime.build(build(jwt_target(sim), tmp_path))
-    hrt = TargetRuntime.build(build(header_target(sim), tmp_path))
+    rt = Prober.build(build(jwt_target(sim), tmp_path))
+    hrt = Prober.build(build(header_target(sim), tmp_path))
     for _ in range(10):
         for check in PROXY_CHECKS:
             assert (await probe({}, check, tmp_path, rt=rt)).success
@@ -315,14 +315,13 @@ async def test_reason_not_found_for_unknown_virtual_proxy(sim: Simulator, tmp_pa
     assert await _reason(sim, tmp_path, target, "repository") == Reason.NOT_FOUND
 
 
-async def test_reason_rate_limited_honours_retry_after(sim: Simulator, tmp_path: Path) -> None:
-    """A 429 is rate_limited and the target backs off for retry-after seconds."""
+async def test_reason_rate_limited_carries_retry_after(sim: Simulator, tmp_path: Path) -> None:
+    """A 429 is rate_limited, and the result says how long the server asked to wait."""
     key = sim.cloud_issue_api_key(sub=sim.cloud_user_id)
     sim.faults.set("cloud", "status", status=429, retry_after=13)
-    rt = TargetRuntime.build(build(cloud_target(sim, key), tmp_path))
-    result = await probe({}, "tenant", tmp_path, rt=rt)
+    result = await probe(cloud_target(sim, key), "tenant", tmp_path)
     assert result.reason == Reason.RATE_LIMITED
-    assert 11 < rt.backoff_until - time.time() <= 13
+    assert result.retry_after == 13
 
 
 async def test_reason_server_error(sim: Simulator, tmp_path: Path) -> None:

@@ -28,9 +28,9 @@ from typing import Any
 import aiohttp
 
 from exporter.config import load_config
-from exporter.daemon import Exporter
+from exporter.daemon import Daemon
 from exporter.results import ProbeResult
-from exporter.runner import run_probe
+from exporter.runner import Prober, run_probe
 from exporter.sim.faults import SERVICES
 from exporter.web import create_app, run_server
 
@@ -81,9 +81,11 @@ async def soak(
     config: Path, admin: str, probes_max: int, warmup: int, seconds: float
 ) -> dict[str, Any]:
     """Run the soak; the figures as a JSON-able dict."""
-    daemon = Exporter(config)
-    daemon.apply(load_config(config))
-    pairs = [(rt, c) for rt in daemon._runtimes.values() for c in rt.target.enabled_checks]
+    daemon = Daemon(config)
+    loaded = load_config(config)
+    daemon.apply(loaded)
+    probers = {t.name: Prober.build(t) for t in loaded.targets}
+    pairs = [(probers[name], check) for name, check in daemon.jobs()]
     runner, port = await run_server(create_app(daemon), "127.0.0.1:0")
     http = aiohttp.ClientSession()
     rng = random.Random(20_000)
@@ -124,8 +126,6 @@ async def soak(
                 reasons[str(result.reason)] = reasons.get(str(result.reason), 0) + 1
             if "unexpected error" in result.error:
                 figures["unexpected"].append(result.error)
-        for rt, _ in chosen:
-            rt.backoff_until = 0.0
         figures["probes"] += BATCH
 
     figures["start"] = sample()

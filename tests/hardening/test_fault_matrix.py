@@ -19,7 +19,7 @@ import pytest
 
 from exporter.reasons import Reason
 from exporter.results import ProbeResult
-from exporter.runner import TargetRuntime, run_probe
+from exporter.runner import Prober, run_probe
 from exporter.sim import Simulator
 from exporter.sim.faults import SERVICES, FaultKind
 from tests.core.conftest import build, cert_target, cloud_target, header_target, jwt_target
@@ -116,19 +116,19 @@ def test_every_fault_kind_is_in_the_matrix() -> None:
     assert {c.kind for c in CASES} == set(FaultKind)
 
 
-def runtime(target: dict[str, Any], base_dir: Path) -> TargetRuntime:
+def runtime(target: dict[str, Any], base_dir: Path) -> Prober:
     """A long-lived runtime as the daemon keeps it, its credentials already loaded once.
 
     Loading and checking a client key takes a CPU-bound ~0.1 s that the daemon pays once per
     target, not per probe; paying it for a dozen fresh runtimes at once would eat the 1 s
     timeout of the probes that run alongside.
     """
-    rt = TargetRuntime.build(build(target, base_dir))
+    rt = Prober.build(build(target, base_dir))
     rt.auth.prepare()
     return rt
 
 
-def _targets(sim: Simulator, base_dir: Path) -> dict[str, tuple[TargetRuntime, tuple[str, ...]]]:
+def _targets(sim: Simulator, base_dir: Path) -> dict[str, tuple[Prober, tuple[str, ...]]]:
     key = sim.cloud_issue_api_key(sub=sim.cloud_user_id)
     return {
         "certificate": (runtime(cert_target(sim, timeout=TIMEOUT), base_dir), DIRECT),

@@ -1,10 +1,10 @@
 """Scheduling isolation in the real daemon: hung and slow targets never delay healthy ones.
 
-About 30 targets run in :class:`exporter.daemon.Exporter` (APScheduler) at 1–2 s intervals; a
+About 30 targets run in :class:`exporter.daemon.Daemon` (APScheduler) at 1–2 s intervals; a
 third of them point at a simulator whose repository hangs and whose proxy answers only after
 their timeout. Every healthy run must start within 1 s of its scheduled time, measured with
 APScheduler's ``EVENT_JOB_SUBMITTED`` (``scheduled_run_times``) and a wrapper around
-``Exporter._run`` that records when each run actually starts.
+``Daemon.run_job`` that records when each run actually starts.
 
 Runs scheduled in the first 3 s are not judged: each certificate target's first run loads and
 validates its key in the event loop (~40-90 ms of CPU each), so 30 targets starting together
@@ -24,9 +24,9 @@ import yaml
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 
 from exporter.config import load_config
-from exporter.daemon import Exporter
+from exporter.daemon import Daemon
 from exporter.reasons import Reason
-from exporter.runner import TargetRuntime
+from exporter.results import ProbeResult
 from exporter.sim import Simulator
 from tests.core.conftest import cert_target
 
@@ -68,16 +68,18 @@ async def test_healthy_runs_start_on_schedule_beside_hung_and_slow_targets(
     sim.faults.set("proxy", "delay", seconds=4.0)
     config_file = tmp_path / "config.yml"
     config_file.write_text(yaml.safe_dump({"targets": _targets(sim, healthy_sim)}))
-    daemon = Exporter(config_file)
-
     scheduled: dict[str, list[float]] = defaultdict(list)  # job id -> scheduled run times
     started: dict[str, list[float]] = defaultdict(list)  # job id -> when _run began
     skipped: dict[str, int] = defaultdict(int)  # max_instances refusals per job
-    real_run = daemon._run
 
-    async def timed_run(rt: TargetRuntime, check: str) -> None:
-        started[f"{rt.target.name}/{check}"].append(time.time())
-        await real_run(rt, check)
+    class TimedDaemon(Daemon):
+        """Records when each scheduled run actually begins."""
+
+        async def run_job(self, target: str, check: str) -> ProbeResult | None:
+            started[f"{target}/{check}"].append(time.time())
+            return await super().run_job(target, check)
+
+    daemon = TimedDaemon(config_file)
 
     def on_event(event: Any) -> None:
         if isinstance(event, JobSubmissionEvent) and event.code == EVENT_JOB_SUBMITTED:
@@ -89,11 +91,10 @@ async def test_healthy_runs_start_on_schedule_beside_hung_and_slow_targets(
         ):
             skipped[event.job_id] += 1
 
-    daemon._run = timed_run  # type: ignore[method-assign]
     t0 = time.time()
     daemon.start(load_config(config_file))
-    assert daemon._scheduler is not None
-    daemon._scheduler.add_listener(on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
+    assert daemon.scheduler is not None
+    daemon.scheduler.add_listener(on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
     try:
         await asyncio.sleep(RUN_FOR)
     finally:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from exporter.auth.common import CredentialError, Prepared, TlsContexts, token_expiry
-from exporter.checks import CHECKS, ProbeContext
+from exporter.checks import ProbeContext, check_fn
 from exporter.checks.engine import parse_health
 from exporter.checks.engine_session import _greeting, _next_message, _version
 from exporter.checks.repository import parse_about
@@ -107,7 +107,8 @@ def _target(method: str) -> Target:
     auth: dict[str, Any] = {
         "header": {"method": "header", "header_name": "X-Sso-User", "user_id": "monitor"},
         "apikey": {"method": "apikey", "api_key": "not-a-real-key"},
-        "certificate": {"method": "header", "header_name": "X-Sso-User", "user_id": "monitor"},
+        # Files that exist (only validation sees them; the context never loads them).
+        "certificate": {"method": "certificate", "cert_file": __file__, "key_file": __file__},
     }[method]
     target = {
         "name": "t",
@@ -139,13 +140,14 @@ def _tls() -> TlsContexts:
 
 
 def _ctx(method: str, check: str, session: FakeSession, *, via_proxy: bool) -> ProbeContext:
-    return ProbeContext(
+    ctx = ProbeContext(
         target=_target(method),
         check=check,
         auth=Prepared(tls=_tls()),
         session=session,  # type: ignore[arg-type]
-        via_proxy=via_proxy,
     )
+    assert ctx.via_proxy == via_proxy
+    return ctx
 
 
 def _plain_ctx(check: str) -> ProbeContext:
@@ -191,7 +193,7 @@ async def test_http_check_raises_only_probe_failure_for_any_answer(
         )
     )
     ctx = _ctx(method, check, FakeSession(status, body, headers), via_proxy=via_proxy)
-    values, failure = await outcome_async(CHECKS[check](ctx))
+    values, failure = await outcome_async(check_fn(check)(ctx))
     assert isinstance(values, CheckValues) or (failure is not None and failure.message)
 
 
@@ -435,7 +437,7 @@ async def test_json_nested_too_deep_is_an_invalid_response(
 ) -> None:
     """A body nested deeper than Python can parse is invalid_response, not a crash."""
     ctx = _ctx(method, check, FakeSession(200, NESTED), via_proxy=via_proxy)
-    _, failure = await outcome_async(CHECKS[check](ctx))
+    _, failure = await outcome_async(check_fn(check)(ctx))
     assert failure is not None
     assert failure.reason == "invalid_response"
 

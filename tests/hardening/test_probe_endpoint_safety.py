@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from exporter.config import load_config
-from exporter.daemon import Exporter
+from exporter.daemon import Daemon
 from exporter.sim import Simulator
 from tests.core.conftest import FixedResolver, cert_target
 
@@ -55,7 +55,7 @@ async def app_url(sim: Simulator, tmp_path: Path) -> AsyncIterator[tuple[str, Fi
     target = cert_target(sim, "only", checks=["repository", "engine"], timeout="1s")
     config_file.write_text(yaml.safe_dump({"targets": [target]}))
     resolver = FixedResolver()
-    daemon = Exporter(config_file, resolver=resolver)
+    daemon = Daemon(config_file, resolver=resolver)
     daemon.apply(load_config(config_file))
     runner, port = await run_server(create_app(daemon), "127.0.0.1:0")
     try:

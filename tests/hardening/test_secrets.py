@@ -23,10 +23,10 @@ import yaml
 from exporter.auth.jwt import JwtMethod
 from exporter.cli import format_report
 from exporter.config import load_config
-from exporter.daemon import Exporter
+from exporter.daemon import Daemon
 from exporter.logs import JsonFormatter, LogfmtFormatter
 from exporter.results import ProbeResult
-from exporter.runner import run_probe
+from exporter.runner import Prober, run_probe
 from exporter.sim import Simulator
 from exporter.sim.faults import SERVICES
 from tests.core.conftest import cert_target, cloud_target, jwt_target
@@ -140,12 +140,13 @@ async def test_no_secret_in_logs_results_reports_endpoints_or_cli_output(
     config_file = tmp_path / "config.yml"
     config_file.write_text(yaml.safe_dump({"targets": _targets(sim, secrets)}))
     config = load_config(config_file)
-    daemon = Exporter(config_file)
+    daemon = Daemon(config_file)
     daemon.apply(config)
     texts: list[str] = []
 
     async def run_all() -> None:
-        runs = [(rt, c) for rt in daemon._runtimes.values() for c in rt.target.enabled_checks]
+        probers = {t.name: Prober.build(t) for t in config.targets}
+        runs = [(probers[name], check) for name, check in daemon.jobs()]
         results = await asyncio.gather(*(run_probe(rt, c) for rt, c in runs))
         for (rt, _), result in zip(runs, results, strict=True):
             daemon.store.record(result)
