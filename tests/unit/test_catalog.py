@@ -135,4 +135,3 @@ def test_port_for_follows_the_catalog(method: str, check: str, port: int) -> Non
     }
     loaded = parse_config({"targets": [target]}, base_dir=Path(".")).targets[0]
     assert loaded.port_for(check) == port
-
