@@ -121,13 +121,12 @@ class ProbeContext:
             self._retry_after = retry_after(resp)
 
     def json(self, resp: HttpResponse) -> Any:
-        """The body as JSON, or ``invalid_response``."""
-        try:
-            return json.loads(resp.body)
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            raise ProbeFailure(
-                Reason.INVALID_RESPONSE, f"{self.check}: response is not valid JSON"
-            ) from None
+        """The body as JSON (every string made safe, see :func:`server_json`), or
+        ``invalid_response``."""
+        value = server_json(resp.body)
+        if value is NOT_JSON:
+            raise self.invalid("response is not valid JSON")
+        return value
 
     def invalid(self, message: str) -> ProbeFailure:
         """A ``invalid_response`` failure naming this check."""
@@ -160,6 +159,34 @@ def status_failure(resp: HttpResponse, where: str, *, via_proxy: bool) -> ProbeF
             Reason.UNAUTHORIZED, f"{where}: {status} redirect to login (not authenticated)"
         )
     return ProbeFailure(Reason.INVALID_RESPONSE, f"{where}: unexpected status {status}")
+
+
+NOT_JSON: Any = object()
+
+
+def server_json(data: bytes | str) -> Any:
+    """JSON from a server with every string made safe where it enters: lone surrogates
+    (``"\\ud800"`` is valid JSON) cannot be encoded, so one such string in a build version
+    would make every later ``/metrics`` fail. Returns ``NOT_JSON`` for anything not JSON."""
+    try:
+        return _safe(json.loads(data))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return NOT_JSON
+
+
+def _safe(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if value.isascii() else safe_text(value)
+    if isinstance(value, list):
+        return [_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {_safe(k): _safe(v) for k, v in value.items()}
+    return value
+
+
+def safe_text(text: str) -> str:
+    """``text`` with whatever UTF-8 cannot encode (lone surrogates) replaced by ``?``."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _brief(resp: HttpResponse) -> str:

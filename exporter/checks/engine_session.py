@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from exporter.checks.context import ProbeContext
+from exporter.checks.context import NOT_JSON, ProbeContext, server_json
 from exporter.reasons import ProbeFailure, Reason
 from exporter.results import CheckValues
 from exporter.transport import ClosedBeforeResponse, Resolver, resolve_host
@@ -139,10 +139,9 @@ async def _next_message(
             raise ProbeFailure(Reason.SESSION_REJECTED, f"websocket error: {ws.exception()!r}")
         if msg.type != aiohttp.WSMsgType.TEXT:
             raise ctx.invalid("engine sent a non-text frame")
-        try:
-            data = json.loads(msg.data)
-        except (ValueError, RecursionError):  # RecursionError: nested too deep
-            raise ctx.invalid("engine sent a frame that is not JSON") from None
+        data = server_json(msg.data)
+        if data is NOT_JSON:
+            raise ctx.invalid("engine sent a frame that is not JSON")
         if not isinstance(data, dict):
             raise ctx.invalid("engine sent a JSON-RPC frame that is not an object")
         _raise_if_fatal(data)
