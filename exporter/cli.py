@@ -172,8 +172,9 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     from exporter.web import create_app, run_server
     from exporter.webconfig import WebConfigError, load_web_config
 
+    daemon = Daemon(settings.config_file, shard=settings.shard_spec)
     try:
-        config = load_config(settings.config_file)
+        config = daemon.read_config()
     except ConfigError as exc:
         for line in exc.errors:
             log.error("invalid config", extra={"error": line})
@@ -186,7 +187,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
             for line in exc.errors:
                 log.error("invalid web config", extra={"error": line})
             return 1
-    daemon = Daemon(settings.config_file, shard=settings.shard_spec)
     try:  # bind first: a busy port should not leave a scheduler probing for nothing
         runner, port = await run_server(create_app(daemon), settings.web_listen_address, web_config)
     except OSError as exc:

@@ -63,6 +63,10 @@ else:
     CheckName = Literal[tuple(catalog.CHECKS)]
 
 
+MIN_INTERVAL: Final = 1.0
+MAX_INTERVAL: Final = 7 * 24 * 3600.0
+
+
 class Ports(Model):
     """The QSEoW service ports for certificate auth."""
 
@@ -82,6 +86,14 @@ class _TargetSettings(Model):
     ca_file: OptionalFilePath = None
     interval: Duration = 60.0
     timeout: Duration = 10.0
+
+    @field_validator("interval")
+    @classmethod
+    def _schedulable(cls, v: float) -> float:
+        # Below a second a probe is a load test; beyond a week nobody is watching.
+        if not MIN_INTERVAL <= v <= MAX_INTERVAL:
+            raise ValueError("must be between 1s and 168h")
+        return v
 
     @field_validator("virtual_proxy")
     @classmethod
@@ -117,7 +129,7 @@ class Target(_TargetSettings):
     @field_validator("host")
     @classmethod
     def _host(cls, v: str) -> str:
-        if not v or "://" in v or "/" in v or any(c.isspace() for c in v):
+        if not v or "://" in v or "/" in v or not v.isprintable() or any(c.isspace() for c in v):
             raise ValueError(f"invalid host {v!r}: give a bare host name, e.g. sense.example.com")
         return v
 
@@ -130,6 +142,8 @@ class Target(_TargetSettings):
                 f"auth.method: {method} is not valid for type {self.type} (use {allowed})"
             )
         for i, check in enumerate(self.checks or ()):
+            if check in (self.checks or [])[:i]:
+                raise ValueError(f"checks[{i}]: {check} is listed twice")
             if check not in catalog.checks_for(method):
                 allowed = ", ".join(catalog.checks_for(method))
                 raise ValueError(
@@ -253,15 +267,23 @@ def format_errors(exc: ValidationError) -> list[str]:
     return lines
 
 
-def parse_config(data: object, *, base_dir: Path) -> Config:
-    """Validate already-parsed YAML; raise :class:`ConfigError` listing every problem."""
+def parse_config(data: object, *, base_dir: Path, missing_files: list[str] | None = None) -> Config:
+    """Validate already-parsed YAML; raise :class:`ConfigError` listing every problem.
+
+    With ``missing_files`` (the daemon's load), a credential file that does not exist (yet) is
+    listed there instead of rejecting the config: only that target fails, as
+    ``credential_invalid``, until the file appears.
+    """
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         kind = type(data).__name__
         raise ConfigError([f"the top level must be a mapping with a targets list, not a {kind}"])
+    context: dict[str, Any] = {"base_dir": base_dir}
+    if missing_files is not None:
+        context["missing"] = missing_files
     try:
-        return Config.model_validate(dict(data), context={"base_dir": base_dir})
+        return Config.model_validate(dict(data), context=context)
     except ValidationError as exc:
         raise ConfigError(format_errors(exc)) from None
 
@@ -279,6 +301,8 @@ def read_yaml(path: Path, what: str, error: type[ConfigError] = ConfigError) -> 
         raise error([f"{path}: {what} not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error([f"{path}: cannot read {what}: {exc}"]) from None
+    if (deep := _too_deep(text)) is not None:
+        raise error([f"{path}: invalid YAML at line {deep}: nested more than {MAX_DEPTH} deep"])
     try:
         return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506  # a safe loader
     except yaml.YAMLError as exc:
@@ -287,6 +311,38 @@ def read_yaml(path: Path, what: str, error: type[ConfigError] = ConfigError) -> 
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "syntax error"
         raise error([f"{path}: invalid YAML{where}: {problem}"]) from None
+
+
+MAX_DEPTH: Final = 64
+# What opens and closes flow collections, and what hides them: quotes, comments, line ends.
+_FLOW_TOKENS: Final = re.compile(r"""[\[\]{}\n#]|"(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*'""")
+
+
+def _too_deep(text: str) -> int | None:
+    """The line where ``text`` nests collections more than MAX_DEPTH deep, if it does.
+
+    YAML parsers recurse (or go quadratic) on deep nesting, so a hostile or broken file could
+    crash the process or stall it for minutes; no real config nests beyond a handful.
+    """
+    depth, line, comment = 0, 1, False
+    for m in _FLOW_TOKENS.finditer(text):
+        mark = m.group()
+        if mark == "\n":
+            line, comment = line + 1, False
+        elif comment or mark[0] in "\"'":
+            continue
+        elif mark == "#":
+            comment = True
+        elif mark in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line
+        else:
+            depth = max(0, depth - 1)
+    for number, row in enumerate(text.splitlines(), 1):
+        if len(row) - len(row.lstrip(" ")) > 2 * MAX_DEPTH:  # block nesting by indentation
+            return number
+    return None
 
 
 def _pure_python_error(text: str) -> yaml.YAMLError | None:
@@ -301,7 +357,7 @@ def _pure_python_error(text: str) -> yaml.YAMLError | None:
     return None
 
 
-def load_config(path: Path) -> Config:
-    """Read, parse and validate the YAML file at ``path``."""
+def load_config(path: Path, *, missing_files: list[str] | None = None) -> Config:
+    """Read, parse and validate the YAML file at ``path`` (see :func:`parse_config`)."""
     data = read_yaml(path, "config file")
-    return parse_config(data, base_dir=path.resolve().parent)
+    return parse_config(data, base_dir=path.resolve().parent, missing_files=missing_files)

@@ -93,7 +93,7 @@ class Daemon:
         """Load the config file again; on any error keep the old config and say why."""
         async with self._reload_lock:
             try:
-                config = await asyncio.to_thread(load_config, self.config_file)
+                config = await asyncio.to_thread(self.read_config)
             except ConfigError as exc:
                 self._reload_ok = False
                 for line in exc.errors:
@@ -107,6 +107,18 @@ class Daemon:
                 log.error("config rejected, keeping the previous one", extra={"error": error})
                 return [error]
             return []
+
+    def read_config(self) -> Config:
+        """Load the config file as the daemon does: structural errors reject it (ConfigError);
+        a missing credential file only fails its target, as ``credential_invalid``."""
+        missing: list[str] = []
+        config = load_config(self.config_file, missing_files=missing)
+        for path in dict.fromkeys(missing):
+            log.warning(
+                "file not found; its target fails as credential_invalid until it appears",
+                extra={"file": path},
+            )
+        return config
 
     async def probe(self, target: str, check: str | None) -> list[ProbeResult]:
         """Run one target's checks now (``/probe``), without touching the scheduled results."""

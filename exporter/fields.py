@@ -49,20 +49,28 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
-def _resolve(value: str | Path, info: ValidationInfo, *, must_exist: bool = True) -> Path:
-    base = Path((info.context or {}).get("base_dir", "."))
+def _resolve(value: str | Path, info: ValidationInfo) -> Path:
+    """``value`` resolved against the config file's folder; it must name an existing file.
+
+    With ``missing`` in the validation context (a list: the daemon's lenient load), a missing
+    file is noted there instead: the target then fails as ``credential_invalid`` naming the
+    file until it appears, and the other targets run.
+    """
+    context = info.context or {}
     path = Path(value)
     with contextlib.suppress(RuntimeError):  # an unknown ~user: kept, so reported not found
         path = path.expanduser()
     if not path.is_absolute():
-        path = base / path
-    if must_exist:
-        try:
-            found = path.is_file()
-        except OSError:  # e.g. a name too long for the file system
-            found = False
-        if not found:
+        path = Path(context.get("base_dir", ".")) / path
+    try:
+        found = path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        found = False
+    if not found:
+        missing = context.get("missing")
+        if missing is None:
             raise ValueError(f"file not found: {show(value)}")
+        missing.append(str(path))
     return path
 
 
@@ -118,8 +126,14 @@ def secret_from(
             raise ValueError(f"{key}: {exc}") from None
         try:
             data[name] = path.read_text(encoding="utf-8").strip()
+            if not data[name]:
+                raise ValueError(f"{key}: {show(raw)} is empty")
         except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{key}: cannot read {show(raw)}: {exc.__class__.__name__}") from None
+            if (info.context or {}).get("missing") is None:
+                raise ValueError(
+                    f"{key}: cannot read {show(raw)}: {exc.__class__.__name__}"
+                ) from None
+            data[name] = ""  # never sent: the file is read again on every probe
         data[f"{name}_file"] = path
     elif key.endswith("_env"):
         env = os.environ.get(str(raw))
@@ -127,6 +141,8 @@ def secret_from(
             raise ValueError(f"{key}: environment variable {show(raw)} is not set")
         data[name] = env.strip()
     else:
+        if isinstance(raw, str) and not raw.strip():
+            raise ValueError(f"{name}: empty (give the value, or {name}_file or {name}_env)")
         data[name] = raw
     return data
 

@@ -372,9 +372,9 @@ def test_default_checks_per_type(files: Path, target: dict[str, Any], checks: li
 )
 def test_durations_parse_to_seconds(value: object, seconds: float) -> None:
     """Durations with a unit, or plain numbers of seconds, parse to seconds."""
-    data = {"targets": [cert_target(interval=value, timeout="100ms")]}
+    data = {"targets": [cert_target(interval="1h", timeout=value)]}
     [target] = parse_config(data, base_dir=TESTDATA).targets
-    assert target.interval == seconds
+    assert target.timeout == seconds
 
 
 @pytest.mark.parametrize(("given", "prefix"), [("/jwt/", "jwt"), ("jwt", "jwt"), ("/", "")])
@@ -525,3 +525,35 @@ def test_header_auth_accepts_latin1_user_ids() -> None:
         "auth": {"method": "header", "header_name": "X-Monitor", "user_id": "Zoë"},
     }
     assert parse_config({"targets": [target]}, base_dir=Path()).targets[0].auth.method == "header"
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("targets: " + "[" * 100_000 + "]" * 100_000 + "\n", 1),
+        ("targets:\n  - name: a\n    auth: " + "{a: " * 70 + "1" + "}" * 70 + "\n", 3),
+        ("targets:\n" + "".join(" " * (2 * i) + "- \n" for i in range(200)), 67),
+    ],
+    ids=["flow", "flow-in-a-target", "block"],
+)
+def test_deeply_nested_yaml_is_one_line_and_exit_1(
+    tmp_path: Path, text: str, line: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """YAML nested beyond any real config is refused in one line before the parser recurses
+    (a crash or minutes of CPU otherwise), and ``--config.check`` exits 1."""
+    path = tmp_path / "deep.yml"
+    path.write_text(text)
+    assert errors_of(path) == [f"{path}: invalid YAML at line {line}: nested more than 64 deep"]
+    assert main(["--config.file", str(path), "--config.check"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_nesting_inside_quotes_and_comments_does_not_count(tmp_path: Path) -> None:
+    """Brackets in strings and comments are text, not nesting."""
+    path = tmp_path / "ok.yml"
+    path.write_text(
+        "# " + "[" * 100 + '\ntargets: []\ndefaults: {virtual_proxy: "' + "{" * 100 + '"}\n'
+    )
+    assert errors_of(path) == [
+        "defaults.virtual_proxy: invalid virtual proxy prefix '" + "{" * 100 + "'"
+    ]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
+from exporter.cli import main
 from exporter.config import load_config
 from exporter.daemon import Daemon, in_shard
 from exporter.reasons import Reason
@@ -161,3 +165,91 @@ async def test_rate_limited_target_skips_runs_for_retry_after(
     ok = await daemon.run_job("other", "repository")
     assert ok is not None
     assert ok.success
+
+
+@pytest.mark.parametrize(
+    "key", ["cert_file", "key_file", "ca_file", "key_password_file"], ids=lambda k: f"missing-{k}"
+)
+async def test_missing_credential_file_fails_only_its_target_until_it_appears(
+    sim: Simulator, tmp_path: Path, key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The daemon loads a config whose credential file is missing: that target fails as
+    credential_invalid naming the file, the others run, and the file's arrival mends it;
+    ``--config.check`` stays strict."""
+    broken, path, kept = _target_without(sim, tmp_path / "certs", key)
+    healthy = cert_target(sim, "healthy", checks=["repository"])
+    config = _write(tmp_path / "c.yml", [broken, healthy])
+    assert main(["--config.file", str(config), "--config.check"]) == 1
+    assert f"file not found: {path}" in capsys.readouterr().err
+
+    daemon = Daemon(config)
+    daemon.apply(daemon.read_config())
+    assert str(path) in capsys.readouterr().err  # the load names the missing file
+    failed = await daemon.run_job("broken", "repository")
+    assert failed is not None
+    assert failed.reason == Reason.CREDENTIAL_INVALID
+    assert str(path) in failed.error
+    ok = await daemon.run_job("healthy", "repository")
+    assert ok is not None
+    assert ok.success
+    path.write_bytes(kept)  # a test's own small file
+    mended = await daemon.run_job("broken", "repository")
+    assert mended is not None
+    assert mended.success, mended.error
+
+
+def _target_without(sim: Simulator, certs: Path, key: str) -> tuple[dict[str, Any], Path, bytes]:
+    """A certificate target on a copy of the simulator's files, with ``key``'s file removed;
+    the file's path and content."""
+    shutil.copytree(sim.certs_dir, certs)
+    target = cert_target(sim, "broken", checks=["repository"], ca_file=str(certs / "root.pem"))
+    auth = target["auth"]
+    auth["cert_file"], auth["key_file"] = str(certs / "client.pem"), str(certs / "client_key.pem")
+    if key == "key_password_file":
+        auth[key] = str(certs / "key_password")
+        (certs / "client_key.pem").write_bytes(_encrypted_key(certs / "client_key.pem", b"pw"))
+        (certs / "key_password").write_bytes(b"pw")
+    path = Path(auth.get(key) or target[key])
+    kept = path.read_bytes()
+    path.unlink()
+    return target, path, kept
+
+
+def _encrypted_key(path: Path, password: bytes) -> bytes:
+    key = serialization.load_pem_private_key(path.read_bytes(), None)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"checks": ["repository", "repository"]},
+        {"interval": "99999999999999s"},
+    ],
+    ids=["check-twice", "interval-too-long"],
+)
+async def test_unschedulable_reload_is_rejected_and_old_jobs_keep_running(
+    sim: Simulator, tmp_path: Path, bad: dict[str, Any]
+) -> None:
+    """A config the scheduler could not run is rejected at load: reload fails, says so in
+    reload_successful, and the running jobs and config stay."""
+    config = _write(tmp_path / "c.yml", [cert_target(sim, "a", checks=["repository"])])
+    daemon = Daemon(config)
+    daemon.start(load_config(config))
+    try:
+        jobs = daemon.jobs()
+        _write(config, [cert_target(sim, "b", **bad)])
+        errors = await daemon.reload()
+        assert len(errors) == 1
+        assert errors[0].startswith("targets[0].")
+        assert not daemon.status.reload_ok
+        assert daemon.status.ready
+        assert daemon.jobs() == jobs
+        assert daemon.scheduler is not None
+        assert [j.id for j in daemon.scheduler.get_jobs()] == ["a/repository"]
+    finally:
+        await daemon.stop()
