@@ -30,7 +30,8 @@ import jwt
 import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
-from ops_helpers import AUTH_REASONS, DASHBOARD, RULES, PrometheusTools
+from dashboard_helpers import panel_queries, variable_queries
+from ops_helpers import AUTH_REASONS, RULES, PrometheusTools
 
 from exporter.sim import Simulator
 
@@ -45,8 +46,8 @@ EXPECTED_ALERTS = {
     ("QlikAuthenticationFailure", "bad-jwt"),
     ("QlikCertificateExpired", "expired-cert"),
 }
-# Grafana's values for the built-in variables, and "All" (.*) for the dashboard's own.
-BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
+JOB = "qlik-sense-exporter"
+TARGETS = {"central", "central-jwt", "cloud", "expired-cert", "bad-jwt"}
 WAIT_SECONDS = 120.0
 SETTLE_SECONDS = 5.0
 
@@ -126,23 +127,6 @@ def shortened_rules(text: str) -> str:
                     r"(\d+)([mh])", lambda m: m[1] + {"m": "s", "h": "m"}[m[2]], rule["for"]
                 )
     return yaml.safe_dump(data, sort_keys=False)
-
-
-def dashboard_queries() -> list[tuple[str, str, str]]:
-    """(panel title, refId, query) of every dashboard query, with its variables substituted."""
-    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    own = {v["name"]: ".*" for v in dashboard["templating"]["list"]}
-    values = {**own, **BUILTINS}
-
-    def substitute(expr: str) -> str:
-        return re.sub(r"\$\{?([A-Za-z_]\w*)\}?", lambda m: values.get(m[1], m[0]), expr)
-
-    return [
-        (panel["title"], target["refId"], substitute(target["expr"]))
-        for panel in dashboard["panels"]
-        if panel["type"] != "row"
-        for target in panel["targets"]
-    ]
 
 
 def foreign_jwt(audience: str) -> str:
@@ -289,7 +273,7 @@ def stack(
         "rule_files": ["rules.yml"],
         "scrape_configs": [
             {
-                "job_name": "qlik-sense-exporter",
+                "job_name": JOB,
                 "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
             }
         ],
@@ -329,14 +313,43 @@ def active_pairs(stack: Stack) -> set[tuple[str, str]]:
     }
 
 
+def label_values(stack: Stack, series: str, label: str) -> set[str]:
+    """What Grafana's ``label_values(series, label)`` lists."""
+    values: list[str] = stack.api(f"/api/v1/label/{label}/values", **{"match[]": series})
+    return set(values)
+
+
 def test_every_dashboard_query_returns_data(stack: Stack) -> None:
     """Each panel query, with All selected, returns at least one series from real data."""
-    queries = dashboard_queries()
+    queries = panel_queries()
 
     def empty() -> list[str]:
         return [f"{title} [{ref}]: {q}" for title, ref, q in queries if not stack.query(q)]
 
     wait_for(lambda: not empty(), WAIT_SECONDS, "data for every dashboard query", stack)
+
+
+def test_every_dashboard_variable_lists_values(stack: Stack) -> None:
+    """Each query variable, with All selected in the ones before it, lists at least one value."""
+    queries = variable_queries()
+
+    def empty() -> list[str]:
+        return [name for name, (s, label) in queries.items() if not label_values(stack, s, label)]
+
+    wait_for(lambda: not empty(), WAIT_SECONDS, "values for every dashboard variable", stack)
+
+
+def test_target_variable_lists_only_the_chosen_jobs_targets(stack: Stack) -> None:
+    """The Target variable lists every target of the chosen job, and none for another job."""
+    mine = variable_queries({"job": JOB})["target"]
+    wait_for(
+        lambda: label_values(stack, *mine) == TARGETS,
+        WAIT_SECONDS,
+        f"targets {sorted(TARGETS)} in the Target variable for job {JOB}",
+        stack,
+    )
+    other = variable_queries({"job": "another-job"})["target"]
+    assert label_values(stack, *other) == set()
 
 
 def test_faults_raise_their_alerts(stack: Stack) -> None:
