@@ -103,3 +103,26 @@ def _dns_match(pattern: str, host: str) -> bool:
     if first != "*" or "*" in rest or not rest or rest.count(".") < 1:
         return False
     return bool(h_first) and h_rest == rest
+
+
+def relevant_roots(certificates: list[CertificateInfo]) -> list[CertificateInfo]:
+    """``certificates`` without the ``root`` CAs that anchor none of the others.
+
+    A ``ca_file`` may be a whole bundle (the system's has ~150 CAs, some expired): what matters
+    is the CA that issued the certificates this run used or saw — the client's, the server's,
+    the JWT signer's — and the CAs above it in the file. A file of one CA (Qlik's root.pem) is
+    kept as is, so its expiry shows even when no server answered.
+    """
+    roots = [c for c in certificates if c.source == "root"]
+    if len(roots) <= 1:
+        return certificates
+    wanted = {c.issuer_cn for c in certificates if c.source != "root"}
+    keep: set[int] = set()
+    while True:
+        more = {i for i, r in enumerate(roots) if i not in keep and r.subject_cn in wanted}
+        if not more:
+            break
+        keep |= more
+        wanted |= {roots[i].issuer_cn for i in more}
+    kept = {id(roots[i]) for i in keep}
+    return [c for c in certificates if c.source != "root" or id(c) in kept]

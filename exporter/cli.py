@@ -226,25 +226,33 @@ def format_report(result: ProbeResult, host: str, port: int) -> list[str]:
     lines = [f"Testing {result.check} of target {result.target}: {host} port {port}"]
     if result.success:
         lines.append(f"  OK in {result.duration * 1000:.0f} ms")
-        lines += [f"  {k}: {v}" for k, v in result.values.details.items()]
+        lines += [f"  {k}: {_plain(v)}" for k, v in result.values.details.items()]
     else:
         reason = result.reason.value if result.reason else "unknown"
         lines.append(f"  FAILED after {result.duration * 1000:.0f} ms: reason={reason}")
-        lines.append(f"  error: {result.error}")
+        lines.append(f"  error: {_plain(result.error)}")
     if result.phases:
         phases = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in result.phases.items())
         lines.append(f"  phases: {phases}")
     now = time.time()
     for cert in result.certificates:
         lines.append(
-            f"  certificate {cert.source}: CN={cert.subject_cn} issued by CN={cert.issuer_cn}, "
-            + _days_left(cert.not_after - now)
+            f"  certificate {cert.source}: CN={_plain(cert.subject_cn)} "
+            f"issued by CN={_plain(cert.issuer_cn)}, " + _days_left(cert.not_after - now)
         )
     for cred in result.credentials:
         lines.append(f"  credential {cred.kind}: " + _days_left(cred.expires - now))
     if result.hostname_match is False:
         lines.append(f"  WARNING: the server certificate does not cover {host}")
     return lines
+
+
+def _plain(text: str) -> str:
+    """``text`` safe for a terminal: control characters (line breaks, escape sequences) and
+    anything else unprintable shown as escapes, never interpreted."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def _days_left(seconds: float) -> str:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from exporter.auth import AuthMethod, build_auth
-from exporter.certinfo import describe_server
+from exporter.certinfo import describe_server, relevant_roots
 from exporter.checks import ProbeContext, check_fn
 from exporter.config import Target
 from exporter.reasons import ProbeFailure, Reason
@@ -120,6 +120,7 @@ async def run_probe(
         result.retry_after = ctx.learned().retry_after
     if server.info is not None:
         result.certificates.append(server.info)
+    result.certificates = relevant_roots(result.certificates)
     result.hostname_match = server.hostname_match
     result.finished = time.time()
     result.duration = time.perf_counter() - t0

@@ -162,7 +162,9 @@ def validate_identity(
         raise CredentialError("key_file does not match cert_file (different key pair)")
     if cas and not any(_issued_by(cert, ca) for ca in cas):
         issuer = describe(cert, "client").issuer_cn
-        names = ", ".join(f"CN={describe(ca, 'root').subject_cn}" for ca in cas)
+        names = ", ".join(f"CN={describe(ca, 'root').subject_cn}" for ca in cas[:3])
+        if len(cas) > 3:
+            names += f" and {len(cas) - 3} more"
         raise CredentialError(
             f"client certificate (issuer CN={issuer}) is not issued by the CA in "
             f"ca_file ({names}); were the certificates regenerated on the Qlik side?"

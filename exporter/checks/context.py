@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from exporter.config import Target
 
 _XRF_ALPHABET = string.ascii_letters + string.digits
+MAX_LOG_LINES = 100
+MAX_LOG_LINE = 300
 # The exact body QRS and QPS send when the xrfkey check fails (help.qlik.com, Xrfkey headers).
 XSRF_BODY = "XSRF prevention check failed"
 
@@ -59,8 +61,15 @@ class ProbeContext:
     _retry_after: float | None = None
 
     def note(self, line: str) -> None:
-        """Add a line to the probe's own log (``/probe?debug=true``); never a secret."""
-        self.log.append(line)
+        """Add a line to the probe's own log (``/probe?debug=true``); never a secret.
+
+        At most MAX_LOG_LINES lines of at most MAX_LOG_LINE characters: a chatty server must
+        not grow the stored result without bound.
+        """
+        if len(self.log) < MAX_LOG_LINES:
+            self.log.append(line[:MAX_LOG_LINE])
+        elif len(self.log) == MAX_LOG_LINES:
+            self.log.append("… further lines of this run dropped")
 
     @property
     def via_proxy(self) -> bool:

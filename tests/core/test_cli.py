@@ -173,3 +173,21 @@ async def test_serve_on_a_busy_port_says_so_in_one_line_and_exits_one(
     assert record.address == address  # type: ignore[attr-defined]
     assert "address already in use" in record.error.lower()  # type: ignore[attr-defined]
     assert record.exc_info is None
+
+
+@pytest.mark.parametrize(
+    "version", ["31\x1b[2J\x1b[31mFAKE", "31\nTesting repository: OK", "31\r\x07\x9b"]
+)
+async def test_probe_report_shows_server_strings_escaped(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str], version: str
+) -> None:
+    """A build version holding terminal escapes or line breaks is printed escaped, on one
+    line, never interpreted by the terminal."""
+    sim.build_version = version
+    config = _config(tmp_path / "c.yml", cert_target(sim, "central", checks=["repository"]))
+    code = await asyncio.to_thread(main, ["--config.file", str(config), "probe", "central"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert not any(c in out for c in "\x1b\r\x07\x9b")
+    [line] = [line for line in out.splitlines() if "build version:" in line]
+    assert line == "  build version: " + version.encode("unicode_escape").decode("ascii")

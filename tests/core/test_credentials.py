@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -245,3 +247,18 @@ async def test_api_key_without_exp_has_no_expiry(sim: Simulator, tmp_path: Path)
     result = await probe(cloud_target(sim, key), "tenant", tmp_path)
     assert result.success, result.error
     assert result.credentials == []
+
+
+async def test_regenerated_ca_error_names_at_most_three_cas_of_a_bundle(
+    sim: Simulator, tmp_path: Path, foreign_ca_client_cert: ClientFiles
+) -> None:
+    """With a CA bundle as ca_file, the error names three CAs and counts the rest."""
+    target = _with(sim, foreign_ca_client_cert)
+    bundle = tmp_path / "bundle.pem"
+    system = Path("/etc/ssl/certs/ca-certificates.crt")
+    await asyncio.to_thread(lambda: bundle.write_bytes(system.read_bytes()))
+    target["ca_file"] = str(bundle)
+    result = await probe(target, "repository", tmp_path)
+    assert result.reason == Reason.CREDENTIAL_INVALID
+    assert result.error.count("CN=") == 4  # the client's issuer and three CAs
+    assert re.search(r" and \d+ more\)", result.error)

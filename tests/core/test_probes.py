@@ -392,3 +392,33 @@ def test_every_reason_has_a_test() -> None:
         r.value for r in Reason if f"Reason.{r.name}" not in source and f'"{r.value}"' not in source
     ]
     assert missing == []
+
+
+async def test_ca_bundle_exports_only_the_roots_that_anchor_what_was_used(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """With the system CA bundle plus Qlik's root as ca_file, only Qlik's root (issuer of the
+    client and server certificates) is exported as ``root``, not every CA in the bundle."""
+    bundle = _bundle(tmp_path / "bundle.pem", Path("/etc/ssl/certs/ca-certificates.crt"), sim)
+    result = await probe(cert_target(sim, ca_file=str(bundle)), "repository", tmp_path)
+    assert result.success, result.error
+    roots = [c for c in result.certificates if c.source == "root"]
+    client = next(c for c in result.certificates if c.source == "client")
+    assert [r.subject_cn for r in roots] == [client.issuer_cn]
+    assert {c.source for c in result.certificates} == {"client", "root", "server_repository"}
+
+
+async def test_single_root_ca_file_is_exported_even_when_nothing_answers(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Qlik's root.pem alone stays exported when the service is down: its expiry matters."""
+    target = cert_target(sim, ports={"repository": closed_port()})
+    result = await probe(target, "repository", tmp_path)
+    assert result.reason == Reason.CONNECT_REFUSED
+    assert [c.source for c in result.certificates] == ["client", "root"]
+
+
+def _bundle(path: Path, system: Path, sim: Simulator) -> Path:
+    """The system's CA bundle followed by the simulator's root CA, as one ca_file."""
+    path.write_bytes(system.read_bytes() + (sim.certs_dir / "root.pem").read_bytes())
+    return path

@@ -101,3 +101,17 @@ def test_prepared_auth_repr_never_shows_the_bearer_token() -> None:
     prepared = Prepared(TlsContexts(ctx, ctx), headers={"Authorization": "Bearer s3cr3t-token"})
     assert "s3cr3t-token" not in repr(prepared)
     assert prepared.headers["Authorization"] == "Bearer s3cr3t-token"
+
+
+def test_probe_log_is_capped_in_lines_and_length() -> None:
+    """A chatty server cannot grow a run's stored log without bound."""
+    from exporter.checks.context import MAX_LOG_LINE, MAX_LOG_LINES, ProbeContext
+
+    ctx = ProbeContext.__new__(ProbeContext)
+    ctx.log = []
+    for i in range(MAX_LOG_LINES * 10):
+        ctx.note(f"{i}" + "x" * 10_000)
+    assert len(ctx.log) == MAX_LOG_LINES + 1
+    assert all(len(line) <= MAX_LOG_LINE for line in ctx.log)
+    assert ctx.log[-1].endswith("dropped")
+    assert ctx.log[0].startswith("0x")
