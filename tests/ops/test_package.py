@@ -162,15 +162,35 @@ def test_file_names_carry_the_source_version(dist: Dist) -> None:
     assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "exporter.__version__"}
 
 
-def test_deploy_files_name_the_image_of_this_version() -> None:
-    """The compose file and the Kubernetes manifests run the image tagged with this version."""
-    tags = {
-        (path.relative_to(REPO).as_posix(), tag)
-        for path in [*DEPLOY.glob("compose/*.yml"), *DEPLOY.glob("kubernetes/**/*.yaml")]
-        for tag in re.findall(r"image:\s*qlik-sense-exporter:(\S+)", path.read_text())
+def documentation_files() -> list[Path]:
+    """The README, docs/ and deploy/: where install commands and image tags are written."""
+    deploy = [path for path in DEPLOY.rglob("*") if path.is_file()]
+    return [REPO / "README.md", *REPO.glob("docs/*.md"), *deploy]
+
+
+def test_docs_and_manifests_name_this_version() -> None:
+    """Every image tag (``qlik-sense-exporter:X.Y.Z``) and wheel file name written in the docs,
+    the compose file and the manifests is this version: a release changes them with it."""
+    image, wheel = r"qlik-sense-exporter:(\d+\.\d+[\w.+-]*)", r"qlik_sense_exporter-(\d[^-\s]*)-py3"
+    pattern = re.compile(f"{image}|{wheel}")
+    named = {
+        (path.relative_to(REPO).as_posix(), match.group(1) or match.group(2))
+        for path in documentation_files()
+        for match in pattern.finditer(path.read_text(encoding="utf-8"))
     }
-    assert tags
-    assert {tag for _, tag in tags} == {source_version()}, sorted(tags)
+    assert {"deploy/compose/compose.yml", "docs/operations.md"} <= {path for path, _ in named}
+    assert {version for _, version in named} == {source_version()}, sorted(named)
+
+
+def test_no_instruction_installs_from_pypi() -> None:
+    """The package is not on PyPI: no doc tells anyone to ``pip install qlik-sense-exporter``."""
+    wrong = re.compile(r"pip install (--\S+ )*qlik-sense-exporter\b")
+    found = [
+        path.relative_to(REPO).as_posix()
+        for path in documentation_files()
+        if wrong.search(path.read_text(encoding="utf-8"))
+    ]
+    assert found == []
 
 
 def test_wheel_holds_every_package_file(dist: Dist) -> None:
