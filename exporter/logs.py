@@ -7,7 +7,8 @@ import logging
 import re
 import sys
 import time
-from typing import Any
+import warnings
+from typing import Any, TextIO
 
 # Attributes every LogRecord has; anything else was passed in ``extra=`` and is a field.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
@@ -70,8 +71,24 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ign
         pass
 
 
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` for the daemon: a library's warning (a deprecation in
+    cryptography when it parses an odd CA in a bundle, say) becomes one line in the log's own
+    format instead of two raw lines on stderr that a log shipper cannot parse."""
+    logging.getLogger("py.warnings").warning(
+        str(message), extra={"category": category.__name__, "location": f"{filename}:{lineno}"}
+    )
+
+
 def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
-    """Send every log line to stderr in the chosen format."""
+    """Send every log line, and every warning, to stderr in the chosen format."""
     handler = _StderrHandler()
     # On the handler: records passed up from child loggers (apscheduler, aiohttp) are checked
     # against the handler's level, never the root logger's.
@@ -85,3 +102,4 @@ def setup_logging(level: str = "info", fmt: str = "logfmt") -> None:
     logging.getLogger("aiohttp.access").setLevel(
         logging.WARNING if level != "debug" else logging.DEBUG
     )
+    warnings.showwarning = _log_warning

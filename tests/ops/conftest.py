@@ -1,8 +1,10 @@
-"""Fixtures for the operations tests: Debian's Prometheus and promtool, fetched when missing.
+"""Fixtures for the operations tests: Debian's Prometheus, promtool, Alertmanager and amtool,
+fetched when missing.
 
-Prometheus comes from ``PATH`` when it is installed; otherwise Debian's ``prometheus`` package is
-fetched with ``apt-get download`` and unpacked with ``dpkg -x`` into a private cache folder, so
-the package's maintainer scripts never run and no system service is started.
+Each comes from ``PATH`` when it is installed (``.ci/run`` installs them); otherwise Debian's
+``prometheus`` or ``prometheus-alertmanager`` package is fetched with ``apt-get download`` and
+unpacked with ``dpkg -x`` into a private cache folder, so the package's maintainer scripts never
+run and no system service is started.
 """
 
 from __future__ import annotations
@@ -11,27 +13,29 @@ import fcntl
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from ops_helpers import CACHE, PrometheusTools
+from ops_helpers import CACHE, AlertmanagerTools, PrometheusTools
 
 APT_TIMEOUT = 600
 
 
-def _from_path() -> PrometheusTools | None:
-    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    if prometheus and promtool:
-        return PrometheusTools(Path(prometheus), Path(promtool))
-    return None
+def _prometheus_in(root: Path) -> PrometheusTools:
+    return PrometheusTools(root / "prometheus", root / "promtool")
 
 
-def _from_cache(root: Path) -> PrometheusTools | None:
-    tools = PrometheusTools(root / "usr/bin/prometheus", root / "usr/bin/promtool")
-    if tools.prometheus.is_file() and tools.promtool.is_file():
-        return tools
+def _alertmanager_in(root: Path) -> AlertmanagerTools:
+    # Debian names the server prometheus-alertmanager.
+    return AlertmanagerTools(root / "prometheus-alertmanager", root / "amtool")
+
+
+def _on_path(*names: str) -> Path | None:
+    """The folder holding every one of ``names`` on PATH, if there is one."""
+    found = [shutil.which(name) for name in names]
+    if all(found) and len({Path(f).parent for f in found if f}) == 1:
+        return Path(str(found[0])).parent
     return None
 
 
@@ -53,45 +57,60 @@ def _unavailable(message: str) -> NoReturn:
     pytest.skip(message)
 
 
-def _download_and_unpack(root: Path) -> None:
-    """``apt-get download prometheus`` (after ``apt-get update`` if needed), then ``dpkg -x``."""
+def _download_and_unpack(package: str, root: Path) -> None:
+    """``apt-get download PACKAGE`` (after ``apt-get update`` if needed), then ``dpkg -x``."""
     if not (shutil.which("apt-get") and shutil.which("dpkg")):
-        _unavailable("prometheus is not installed and apt-get/dpkg are not available to fetch it")
+        _unavailable(f"{package} is not installed and apt-get/dpkg are not available to fetch it")
     downloads = CACHE / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
-    for deb in downloads.glob("prometheus_*.deb"):
+    for deb in downloads.glob(f"{package}_*.deb"):
         deb.unlink()
-    got = _apt("download", "prometheus", cwd=downloads)
+    got = _apt("download", package, cwd=downloads)
     if got.returncode != 0:
         updated = _apt("update", cwd=downloads)
         if updated.returncode != 0:
             _unavailable(f"apt-get update failed:\n{updated.stdout}{updated.stderr}")
-        got = _apt("download", "prometheus", cwd=downloads)
-    debs = sorted(downloads.glob("prometheus_*.deb"))
+        got = _apt("download", package, cwd=downloads)
+    debs = sorted(downloads.glob(f"{package}_*.deb"))
     if got.returncode != 0 or not debs:
-        _unavailable(f"apt-get download prometheus failed:\n{got.stdout}{got.stderr}")
+        _unavailable(f"apt-get download {package} failed:\n{got.stdout}{got.stderr}")
     partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run(["dpkg", "-x", str(debs[-1]), str(partial)], check=True, timeout=120)
     partial.rename(root)
 
 
-@pytest.fixture(scope="session")
-def prometheus_tools() -> Iterator[PrometheusTools]:
-    """Prometheus and promtool from PATH, or Debian's package unpacked into the cache folder."""
-    found = _from_path()
+def _debian_binaries(package: str, names: tuple[str, ...]) -> Path:
+    """The folder with ``names``: on PATH, or from ``package`` unpacked into the cache folder."""
+    found = _on_path(*names)
     if found is not None:
-        yield found
-        return
-    root = CACHE / "prometheus"
+        return found
+    root = CACHE / package
+    binaries = root / "usr" / "bin"
     CACHE.mkdir(parents=True, exist_ok=True)
-    with (CACHE / "prometheus.lock").open("w") as lock:
+    with (CACHE / f"{package}.lock").open("w") as lock:
         # One download at a time, also across parallel pytest processes.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        tools = _from_cache(root)
-        if tools is None:
-            _download_and_unpack(root)
-            tools = _from_cache(root)
-    if tools is None:
-        pytest.fail(f"the prometheus package unpacked into {root} has no usr/bin/prometheus")
-    yield tools
+        if not all((binaries / name).is_file() for name in names):
+            shutil.rmtree(root, ignore_errors=True)
+            _download_and_unpack(package, root)
+    missing = [name for name in names if not (binaries / name).is_file()]
+    if missing:
+        pytest.fail(f"the {package} package unpacked into {root} has no usr/bin/{missing[0]}")
+    return binaries
+
+
+@pytest.fixture(scope="session")
+def prometheus_tools() -> PrometheusTools:
+    """Prometheus and promtool from PATH, or Debian's package unpacked into the cache folder."""
+    return _prometheus_in(_debian_binaries("prometheus", ("prometheus", "promtool")))
+
+
+@pytest.fixture(scope="session")
+def alertmanager_tools() -> AlertmanagerTools:
+    """Alertmanager and amtool from PATH, or Debian's package unpacked into the cache folder."""
+    upstream = _on_path("alertmanager", "amtool")  # the upstream release's name
+    if upstream is not None:
+        return AlertmanagerTools(upstream / "alertmanager", upstream / "amtool")
+    names = ("prometheus-alertmanager", "amtool")
+    return _alertmanager_in(_debian_binaries("prometheus-alertmanager", names))

@@ -36,15 +36,30 @@ class PrometheusTools:
     promtool: Path
 
     def promtool_run(self, *args: str | Path) -> str:
-        """Run promtool; fail the test with its output when it exits non-zero."""
-        proc = subprocess.run(
-            [str(self.promtool), *map(str, args)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        """Run promtool; its output, or a failed test with that output when it exits non-zero."""
+        proc = run_tool(self.promtool, *args)
+        return proc.stdout + proc.stderr
+
+
+@dataclass(frozen=True, slots=True)
+class AlertmanagerTools:
+    """Paths of an Alertmanager server binary and the ``amtool`` that came with it."""
+
+    alertmanager: Path
+    amtool: Path
+
+    def amtool_run(self, *args: str | Path) -> str:
+        """Run amtool; its standard output (its warnings go to standard error), or a failed test
+        with all it printed when it exits non-zero."""
+        return run_tool(self.amtool, *args).stdout
+
+
+def run_tool(tool: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run a tool; fail the test with its output when it exits non-zero."""
+    proc = subprocess.run(
+        [str(tool), *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+    )
+    if proc.returncode != 0:
         output = proc.stdout + proc.stderr
-        if proc.returncode != 0:
-            pytest.fail(f"promtool {' '.join(map(str, args))} failed:\n{output}")
-        return output
+        pytest.fail(f"{tool.name} {' '.join(map(str, args))} failed:\n{output}")
+    return proc
