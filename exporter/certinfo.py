@@ -38,7 +38,9 @@ def describe(cert: x509.Certificate, source: str) -> CertificateInfo:
     )
 
 
-def describe_server(der: bytes, source: str, host: str) -> tuple[CertificateInfo, bool] | None:
+def describe_server(
+    der: bytes, source: str, host: str
+) -> tuple[CertificateInfo, bool | None] | None:
     """A server certificate (DER, as the handshake gave it) described, and whether it covers
     ``host``; None if ``cryptography`` cannot parse what OpenSSL accepted (the probe goes on
     without its certificate metrics). A site serves the same certificate for months, so the
@@ -51,12 +53,19 @@ def describe_server(der: bytes, source: str, host: str) -> tuple[CertificateInfo
 
 
 @functools.lru_cache(maxsize=1024)
-def _describe_der(der: bytes, host: str) -> tuple[CertificateInfo, bool] | None:
+def _describe_der(der: bytes, host: str) -> tuple[CertificateInfo, bool | None] | None:
     try:
         cert = x509.load_der_x509_certificate(der)
-        return describe(cert, ""), hostname_matches(cert, host)
+        info = describe(cert, "")
     except ValueError:
         return None
+    try:
+        match: bool | None = hostname_matches(cert, host)
+    except (ValueError, x509.UnsupportedGeneralNameType):
+        # A SAN kind cryptography does not read (x400Address, ediPartyName): OpenSSL judged
+        # the name during the handshake; here it stays unknown rather than failing the probe.
+        match = None
+    return info, match
 
 
 def load_pem_certificates(path: Path) -> list[x509.Certificate]:

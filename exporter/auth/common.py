@@ -91,6 +91,9 @@ def _base_context(*, verify: bool, ca_file: Path | None) -> ssl.SSLContext:
         # Python 3.13 turns on strict X.509 checks by default, which reject the root CA that
         # Qlik Sense generates (it has no keyUsage extension); real clients accept it.
         ctx.verify_flags &= ~ssl.VERIFY_X509_STRICT
+        # SAN only, as browsers and Go do, and as qlik_certificate_hostname_match judges: a
+        # certificate naming its host only in the subject CN does not pass.
+        ctx.hostname_checks_common_name = False
         if ca_file is not None:
             try:
                 ctx.load_verify_locations(cafile=str(ca_file))

@@ -32,12 +32,18 @@ class FaultKind(StrEnum):
     CERT_WRONG_HOST = "cert_wrong_host"
     CERT_EXPIRED = "cert_expired"
     CERT_UNTRUSTED = "cert_untrusted"
+    CERT_NO_SAN = "cert_no_san"
     ENGINE_FATAL = "engine_fatal"
     ENGINE_NO_CONNECTED = "engine_no_connected"
     WRONG_USER = "wrong_user"
 
 
-TLS_KINDS = (FaultKind.CERT_WRONG_HOST, FaultKind.CERT_EXPIRED, FaultKind.CERT_UNTRUSTED)
+TLS_KINDS = (
+    FaultKind.CERT_WRONG_HOST,
+    FaultKind.CERT_EXPIRED,
+    FaultKind.CERT_UNTRUSTED,
+    FaultKind.CERT_NO_SAN,
+)
 BODY_KINDS = (FaultKind.MALFORMED_JSON, FaultKind.WRONG_SHAPE, FaultKind.OVERSIZED)
 # Order matters: when several are set, the earlier one wins.
 HTTP_TERMINAL_KINDS = (FaultKind.HANG, FaultKind.RESET, FaultKind.STATUS, *BODY_KINDS)
@@ -69,6 +75,7 @@ PARAMS: dict[FaultKind, dict[str, Param]] = {
     FaultKind.CERT_WRONG_HOST: {},
     FaultKind.CERT_EXPIRED: {},
     FaultKind.CERT_UNTRUSTED: {},
+    FaultKind.CERT_NO_SAN: {},
     FaultKind.ENGINE_FATAL: {"method": Param(str, default="OnLicenseAccessDenied")},
     FaultKind.ENGINE_NO_CONNECTED: {},
     FaultKind.WRONG_USER: {

@@ -346,7 +346,7 @@ class Simulator:
         self.jwt_vp.certificate_pem = pair.cert_pem
 
     def _write_alternates(self, ca: certs.CertificateAuthority) -> dict[FaultKind, CertPair]:
-        """Server certificates for the ``cert_*`` faults: other host, expired, other CA."""
+        """Server certificates for the ``cert_*`` faults: other host, expired, other CA, no SAN."""
         alt = self.certs_dir / "alt"
         alt.mkdir(exist_ok=True)
         server_key = self.keys.get("server")
@@ -367,6 +367,8 @@ class Simulator:
             FaultKind.CERT_UNTRUSTED: other_ca.issue(
                 self.host, server=True, key=server_key, san=[self.host]
             ),
+            # The host only in the subject CN, no SAN: as old self-made certificates are.
+            FaultKind.CERT_NO_SAN: ca.issue(self.host, server=True, key=server_key),
         }
         pairs: dict[FaultKind, CertPair] = {}
         for kind, leaf in leaves.items():

@@ -115,3 +115,42 @@ def test_probe_log_is_capped_in_lines_and_length() -> None:
     assert all(len(line) <= MAX_LOG_LINE for line in ctx.log)
     assert ctx.log[-1].endswith("dropped")
     assert ctx.log[0].startswith("0x")
+
+
+def test_server_certificate_with_an_unreadable_san_kind_is_described_without_a_match() -> None:
+    """A SAN holding an x400Address (which cryptography cannot read) costs only the hostname
+    verdict: the certificate is still described, nothing raises."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtensionOID, NameOID
+
+    from exporter.certinfo import describe_server
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    # SEQUENCE { [3] x400Address (empty ORAddress), [2] dNSName "localhost" }
+    san = bytes.fromhex("300f a302 3000") + b"\x82\x09localhost"
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, san), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    described = describe_server(
+        cert.public_bytes(serialization.Encoding.DER), "server_repository", "localhost"
+    )
+    assert described is not None
+    info, match = described
+    assert (info.source, info.subject_cn, info.serial) == ("server_repository", "localhost", "7")
+    assert match is None
