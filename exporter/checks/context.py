@@ -10,6 +10,7 @@ back on later requests) and the server's last ``Retry-After``; the runner reads 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import string
 from dataclasses import dataclass, field
@@ -198,8 +199,24 @@ def safe_text(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+# What a server might echo back of a request's credentials: an Authorization header, a bearer
+# token, a JWT (API keys are JWTs too), a Qlik session cookie.
+_CREDENTIALS = re.compile(
+    r"(?i)(authorization\s*[:=]\s*(?:\w+\s+)?|bearer\s+|x-qlik-session[\w-]*\s*[:=]\s*)"
+    r"[^\s,;\"'<>]*"
+    r"|eyJ[\w-]{4,}(?:\.[\w-]*){0,2}"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with anything that looks like a credential replaced by ``<redacted>``."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group(1) or ''}<redacted>", text)
+
+
 def _brief(resp: HttpResponse) -> str:
-    text = " ".join(resp.text(200).split())
+    """The reason phrase and the start of the body, for an error line; servers that echo the
+    request back must not put our credentials into a log."""
+    text = redact(" ".join(resp.text(300).split()))[:200]
     return f"{resp.reason}: {text}" if text else resp.reason
 
 

@@ -7,6 +7,7 @@ import ipaddress
 import string
 from collections import Counter
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -154,3 +155,30 @@ def test_server_certificate_with_an_unreadable_san_kind_is_described_without_a_m
     info, match = described
     assert (info.source, info.subject_cn, info.serial) == ("server_repository", "localhost", "7")
     assert match is None
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        "you sent Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
+        "you sent authorization=Basic dXNlcjpwYXNzd29yZA==",
+        '{"headers": {"Authorization": "Bearer k3y-Th4t-1s-n0t-4-JWT"}}',
+        "token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0",
+        "Cookie: X-Qlik-Session-jwt=0f1e2d3c-4b5a",
+        "bearer    partial-key-cut-at-the-end-of-the-body",
+    ],
+)
+def test_error_lines_never_repeat_credentials_a_server_echoes(echo: str) -> None:
+    """A 401/500 body echoing the request's credentials is redacted in the error line."""
+    from multidict import CIMultiDict
+
+    from exporter.checks.context import status_failure
+    from exporter.transport import HttpResponse
+
+    for status in (401, 403, 500):
+        resp = HttpResponse(status, "Nope", CIMultiDict(), echo.encode())
+        failure = status_failure(resp, "GET /x", via_proxy=False)
+        assert failure is not None
+        assert "<redacted>" in failure.message
+        for secret in ("eyJ", "dXNlcjpw", "k3y-Th4t", "0f1e2d3c", "partial-key"):
+            assert secret not in failure.message, (echo, failure.message)
