@@ -32,12 +32,13 @@ import ssl
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import bcrypt
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     ValidationError,
@@ -150,20 +151,22 @@ class TLSServerConfig(_Model):
         return ctx
 
 
+def _bcrypt(hashed: str) -> str:
+    if not _BCRYPT.fullmatch(hashed):
+        raise ValueError("not a bcrypt hash (expected $2y$/$2b$/$2a$...)")
+    return hashed
+
+
+# One error per bad hash, each naming its user.
+BcryptHash = Annotated[str, AfterValidator(_bcrypt)]
+
+
 class WebConfig(_Model):
     """The whole web config file."""
 
     tls_server_config: TLSServerConfig | None = None
     http_server_config: dict[str, Any] | None = None  # accepted; nothing to apply here
-    basic_auth_users: dict[str, str] | None = None
-
-    @field_validator("basic_auth_users")
-    @classmethod
-    def _bcrypt(cls, users: dict[str, str] | None) -> dict[str, str] | None:
-        for name, hashed in (users or {}).items():
-            if not _BCRYPT.fullmatch(hashed):
-                raise ValueError(f"{name}: not a bcrypt hash (expected $2y$/$2b$/$2a$...)")
-        return users
+    basic_auth_users: dict[str, BcryptHash] | None = None
 
     @property
     def users(self) -> dict[str, str]:
@@ -206,6 +209,13 @@ def load_web_config(path: Path) -> WebConfig:
     return parse_web_config(data, base_dir=path.resolve().parent)
 
 
+MAX_WAITING = 8
+
+
+class AuthBusyError(Exception):
+    """Too many password checks are already waiting; try again shortly."""
+
+
 class BasicAuth:
     """Checks ``Authorization: Basic`` against bcrypt hashes without leaking which users exist.
 
@@ -222,9 +232,15 @@ class BasicAuth:
         self._cache: OrderedDict[bytes, None] = OrderedDict()
         self._cache_size = cache_size
         self._lock = asyncio.Lock()
+        self._waiting = 0
 
     async def check(self, authorization: str | None) -> bool:
-        """Whether the ``Authorization`` header value carries valid credentials."""
+        """Whether the ``Authorization`` header value carries valid credentials.
+
+        Raises :class:`AuthBusyError` when MAX_WAITING uncached checks already wait: bcrypt
+        costs tens of milliseconds, so a flood of wrong passwords must not queue without bound
+        ahead of the real scraper.
+        """
         credentials = _parse_basic(authorization)
         if credentials is None:
             return False
@@ -237,8 +253,14 @@ class BasicAuth:
         if key in self._cache:
             self._cache.move_to_end(key)
             return True
-        async with self._lock:
-            ok = await asyncio.to_thread(_checkpw, password, stored)
+        if self._waiting >= MAX_WAITING:
+            raise AuthBusyError
+        self._waiting += 1
+        try:
+            async with self._lock:
+                ok = await asyncio.to_thread(_checkpw, password, stored)
+        finally:
+            self._waiting -= 1
         if ok and found:
             self._cache[key] = None
             if len(self._cache) > self._cache_size:
@@ -273,7 +295,15 @@ def basic_auth_middleware(users: Mapping[str, str]) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if await auth.check(request.headers.get("Authorization")):
+        try:
+            ok = await auth.check(request.headers.get("Authorization"))
+        except AuthBusyError:
+            return web.Response(
+                status=429,
+                text="429 Too Many Requests: too many password checks in progress; retry\n",
+                headers={"Retry-After": "1"},
+            )
+        if ok:
             return await handler(request)
         return web.Response(
             status=401,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -344,3 +346,32 @@ def test_an_encrypted_server_key_is_an_error_not_a_passphrase_prompt(
         "tls_server_config: cannot load the certificate, key or client CA: "
         "key_file is encrypted; encrypted keys are not supported here"
     )
+
+
+def test_every_bad_hash_is_reported_with_its_user(tmp_path: Path) -> None:
+    """Two users with bad hashes give two lines, each naming its user."""
+    users = {"alice": "plain", "bob": HASH, "carol": "$1$md5$x"}
+    assert sorted(errors_of(tmp_path, {"basic_auth_users": users})) == [
+        "basic_auth_users.alice: not a bcrypt hash (expected $2y$/$2b$/$2a$...)",
+        "basic_auth_users.carol: not a bcrypt hash (expected $2y$/$2b$/$2a$...)",
+    ]
+
+
+async def test_a_flood_of_wrong_passwords_is_refused_not_queued() -> None:
+    """Beyond a few waiting bcrypt checks, more attempts get 429 at once; a scraper whose
+    credentials were verified before still gets in during the flood."""
+    costly = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=12)).decode()  # ~0.25 s
+    app = hello_app()
+    app.middlewares.append(basic_auth_middleware({"alice": costly}))
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/", headers=basic("alice", PASSWORD))).status == 200
+        flood = [client.get("/", headers=basic("alice", f"wrong{i}")) for i in range(40)]
+        tasks = [asyncio.ensure_future(f) for f in flood]
+        await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        scrape = await client.get("/", headers=basic("alice", PASSWORD))
+        assert scrape.status == 200
+        assert time.perf_counter() - started < 0.2  # not behind 40 bcrypt checks (10 s)
+        statuses = [r.status for r in await asyncio.gather(*tasks)]
+    assert statuses.count(429) >= 40 - webconfig.MAX_WAITING - 1
+    assert set(statuses) <= {401, 429}
