@@ -3,8 +3,8 @@
 Every check is run end to end against a fake HTTP session that answers with an arbitrary
 status and body (so status mapping, JSON decoding and the check's own parsing all see it);
 the engine websocket greeting and EngineVersion reply get arbitrary frames; ``token_expiry``
-gets arbitrary strings and arbitrary claim sets; and the transport's response reader gets
-arbitrary bytes through a real ``asyncio.StreamReader``.
+gets arbitrary strings and arbitrary claim sets; and the transport gets arbitrary response
+bytes and chunkings from a real TLS server on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import base64
 import functools
 import json
 import ssl
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,12 +33,12 @@ from exporter.config import Target, parse_config
 from exporter.results import CheckValues
 from exporter.transport import (
     MAX_HEADER_BYTES,
-    ClosedBeforeResponse,
     HttpResponse,
     HttpSession,
     ProbeFailure,
-    _Conn,
+    SystemResolver,
 )
+from tests.unit.transport_peers import HOST, CraftedServer, Pki, make_pki
 
 T = TypeVar("T")
 MAX_EXAMPLES = 150
@@ -345,7 +345,7 @@ def test_token_expiry_of_any_claims_is_a_number_none_or_credential_invalid(
         assert got is None or isinstance(got, float)
 
 
-# -- the transport's response reader ------------------------------------------------------
+# -- the transport: HTTP framing from a real TLS server ------------------------------------
 
 ALLOWED_TRANSPORT_ERRORS = (ProbeFailure, ConnectionError, asyncio.IncompleteReadError)
 """What HttpSession.request documents: a failure reason, or the peer closing mid-response
@@ -380,50 +380,95 @@ raw_response = st.one_of(
 )
 
 
-class FakeWriter:
-    """Swallows the request; the connection has no TLS object."""
-
-    def write(self, data: bytes) -> None:
-        """Discard."""
-
-    async def drain(self) -> None:
-        """Nothing buffered."""
-
-    def get_extra_info(self, name: str) -> None:
-        """No socket or TLS details."""
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    return make_pki()
 
 
-async def read_response(data: bytes, *, head: bool = False, max_body: int = 1024) -> HttpResponse:
-    """Send one request with HttpSession.request over a connection that answers ``data``."""
-    reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES)
-    if not data:
-        # request() would reconnect to a connection already at EOF; what it raises when the
-        # peer closes before answering is this.
-        raise ClosedBeforeResponse(fresh=False)
-    reader.feed_data(data)
-    reader.feed_eof()
-    session = HttpSession(resolver=None, max_body=max_body)  # type: ignore[arg-type]
-    session._conns[("localhost", 4242)] = _Conn(reader, FakeWriter())  # type: ignore[arg-type]
-    return await session.request(
-        "HEAD" if head else "GET", "localhost", 4242, _tls().verify, "/", {}
-    )
+class Scripted:
+    """The answer a CraftedServer sends next, set by each example."""
+
+    data = b""
+
+    def __call__(self, head: bytes) -> bytes:
+        return self.data
+
+
+@pytest.fixture
+async def scripted(pki: Pki) -> AsyncIterator[tuple[Scripted, CraftedServer]]:
+    """A TLS server on 127.0.0.1 that answers each connection's request with ``data``."""
+    script = Scripted()
+    server = await CraftedServer(pki.server_context(), script).start()
+    yield script, server
+    await server.stop()
+
+
+async def read_response(
+    pki: Pki, server: tuple[Scripted, CraftedServer], data: bytes, *, head: bool, max_body: int
+) -> HttpResponse:
+    """Send one request with HttpSession.request to a server that answers ``data``."""
+    script, crafted = server
+    script.data = data
+    session = HttpSession(resolver=SystemResolver(), max_body=max_body)
+    try:
+        method = "HEAD" if head else "GET"
+        return await session.request(method, HOST, crafted.port, pki.client_context(), "/", {})
+    finally:
+        await session.close()
 
 
 @given(data=raw_response, head=st.booleans())
 @PROPS
+@example(data=b"", head=False)
 @example(data=b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", head=False)
 @example(data=b"HTTP/1.1 \xb200 OK\r\n\r\n", head=False)
 @example(data=b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n", head=False)
 @example(data=b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * (MAX_HEADER_BYTES + 10), head=False)
 @example(data=b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20000 + b"\r\n", head=False)
-async def test_response_reader_raises_only_documented_errors(data: bytes, head: bool) -> None:
+@example(data=b"HTTP/1.1 101 Switching Protocols\r\n\r\n", head=False)
+async def test_response_reader_raises_only_documented_errors(
+    pki: Pki, scripted: tuple[Scripted, CraftedServer], data: bytes, head: bool
+) -> None:
     """Arbitrary bytes from the server are a response, a failure reason, or a closed connection."""
     try:
-        resp = await read_response(data, head=head)
+        resp = await read_response(pki, scripted, data, head=head, max_body=1024)
     except ALLOWED_TRANSPORT_ERRORS:
         return
     assert 0 <= resp.status <= 999
     assert len(resp.body) <= 1024
+
+
+@given(
+    body=st.binary(max_size=3000),
+    sizes=st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=20),
+    extension=st.sampled_from([b"", b";x=1", b';name="quoted"']),
+    trailers=st.sampled_from([b"", b"X-Trailer: 1\r\n"]),
+)
+@PROPS
+async def test_any_chunking_of_a_body_reads_back_the_body(
+    pki: Pki,
+    scripted: tuple[Scripted, CraftedServer],
+    body: bytes,
+    sizes: list[int],
+    extension: bytes,
+    trailers: bytes,
+) -> None:
+    """However a server cuts a body into chunks, the body read is the body sent."""
+    chunks, rest = [], body
+    for size in sizes * (len(body) // sum(sizes) + 1):
+        if not rest:
+            break
+        piece, rest = rest[:size], rest[size:]
+        chunks.append(b"%x%s\r\n%s\r\n" % (len(piece), extension, piece))
+    data = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"".join(chunks)
+        + b"0\r\n"
+        + trailers
+        + b"\r\n"
+    )
+    resp = await read_response(pki, scripted, data, head=False, max_body=4096)
+    assert resp.body == body
 
 
 NESTED = b"[" * 100_000  # deeper than the interpreter's recursion limit
