@@ -1,7 +1,7 @@
-"""The exporter's own HTTP/1.1 client, over timed TCP and TLS connections.
+"""The exporter's own HTTP/1.1 and websocket client, over timed TCP and TLS connections.
 
 ``connection`` times resolve, connect and the TLS handshake; ``http`` frames requests and
-responses with h11 and keeps a probe's connections.
+responses with h11 and keeps a probe's connections; ``websocket`` speaks frames with wsproto.
 """
 
 from exporter.transport.connection import Connection, Resolver, SystemResolver, is_ip, resolve_host
@@ -13,6 +13,7 @@ from exporter.transport.http import (
     HttpResponse,
     HttpSession,
 )
+from exporter.transport.websocket import WebSocket
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -25,6 +26,7 @@ __all__ = [
     "ProbeFailure",
     "Resolver",
     "SystemResolver",
+    "WebSocket",
     "is_ip",
     "resolve_host",
 ]

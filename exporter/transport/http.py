@@ -22,6 +22,7 @@ import exporter
 from exporter.reasons import Reason
 from exporter.transport.connection import Connection, Resolver, connect
 from exporter.transport.errors import ClosedBeforeResponse, ProbeFailure
+from exporter.transport.websocket import WebSocket, upgrade_headers, verify_upgrade
 
 USER_AGENT = f"qlik-sense-exporter/{exporter.__version__}"
 MAX_HEADER_BYTES = 64 * 1024
@@ -112,6 +113,39 @@ class HttpSession:
         if channel.recycle():
             self._idle[(host, port)] = channel
         return _response(head, body)
+
+    async def websocket(
+        self,
+        host: str,
+        port: int,
+        ctx: ssl.SSLContext,
+        target: str,
+        headers: Mapping[str, str],
+        *,
+        max_message: int,
+        max_frames: int,
+    ) -> tuple[HttpResponse, WebSocket | None]:
+        """Ask for a websocket on a fresh connection; the answer, and the socket on a 101.
+
+        Any other status (a redirect too: it is never followed) comes back as the response
+        with no socket, for the caller to map.
+        """
+        channel = _Channel(await self.open(host, port, ctx))
+        upgrade, key = upgrade_headers()
+        fields = _head_fields(host, port, {**headers, **upgrade})
+        head, body = await self._exchange(channel, "GET", target, fields)
+        response = _response(head, body)
+        if response.status != 101:
+            channel.conn.abort()
+            return response, None
+        try:
+            verify_upgrade(response.headers, key)
+        except ProbeFailure:
+            channel.conn.abort()
+            raise
+        trailing, _ = channel.http.trailing_data
+        ws = WebSocket(channel.conn, trailing, max_message=max_message, max_frames=max_frames)
+        return response, ws
 
     async def _exchange(
         self, channel: _Channel, method: str, target: str, fields: list[tuple[str, str]]

@@ -4,7 +4,7 @@ Every check is run end to end against a fake HTTP session that answers with an a
 status and body (so status mapping, JSON decoding and the check's own parsing all see it);
 the engine websocket greeting and EngineVersion reply get arbitrary frames; ``token_expiry``
 gets arbitrary strings and arbitrary claim sets; and the transport gets arbitrary response
-bytes and chunkings from a real TLS server on 127.0.0.1.
+bytes, chunkings and websocket frames from a real TLS server on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from exporter.transport import (
     ProbeFailure,
     SystemResolver,
 )
-from tests.unit.transport_peers import HOST, CraftedServer, Pki, make_pki
+from tests.unit.transport_peers import HOST, CraftedServer, Pki, frame, make_pki, switching
 
 T = TypeVar("T")
 MAX_EXAMPLES = 150
@@ -345,7 +345,7 @@ def test_token_expiry_of_any_claims_is_a_number_none_or_credential_invalid(
         assert got is None or isinstance(got, float)
 
 
-# -- the transport: HTTP framing from a real TLS server ------------------------------------
+# -- the transport: HTTP framing and websocket frames from a real TLS server ----------------
 
 ALLOWED_TRANSPORT_ERRORS = (ProbeFailure, ConnectionError, asyncio.IncompleteReadError)
 """What HttpSession.request documents: a failure reason, or the peer closing mid-response
@@ -469,6 +469,65 @@ async def test_any_chunking_of_a_body_reads_back_the_body(
     )
     resp = await read_response(pki, scripted, data, head=False, max_body=4096)
     assert resp.body == body
+
+
+def _ws_frame(header: tuple[bool, int, bool], payload: bytes) -> bytes:
+    fin, opcode, masked = header
+    raw = frame(opcode, payload, fin=fin)
+    if not masked:
+        return raw
+    # A masked server frame is a protocol error; the mask bit alone is enough to break it.
+    return raw[:1] + bytes([raw[1] | 0x80]) + b"\0\0\0\0" + raw[2:]
+
+
+ws_frames = st.lists(
+    st.one_of(
+        st.builds(
+            _ws_frame,
+            st.tuples(
+                st.booleans(),
+                st.sampled_from([0x0, 0x1, 0x1, 0x1, 0x2, 0x8, 0x9, 0xA, 0x3]),
+                st.sampled_from([False, False, False, True]),  # masked
+            ),
+            st.binary(max_size=150) | st.text(max_size=40).map(str.encode),
+        ),
+        st.binary(max_size=12),
+    ),
+    max_size=8,
+).map(b"".join)
+
+
+@given(frames=ws_frames)
+@PROPS
+@example(frames=frame(0x1, b"ok"))
+@example(frames=frame(0x1, "\u00e9".encode()[:1]))
+@example(frames=frame(0x8, b"\x03\xe8"))
+async def test_websocket_frames_are_a_message_or_a_failure_reason(
+    pki: Pki, scripted: tuple[Scripted, CraftedServer], frames: bytes
+) -> None:
+    """Any bytes after a valid 101 are a text message, or session_rejected/invalid_response."""
+    script, server = scripted
+    script.data = b""
+    session = HttpSession(resolver=SystemResolver())
+
+    def answer(head: bytes) -> bytes:
+        return switching(head) + frames
+
+    server.answer = answer
+    try:
+        _, ws = await session.websocket(
+            HOST, server.port, pki.client_context(), "/", {}, max_message=100, max_frames=5
+        )
+        assert ws is not None
+        text, failure = await outcome_async(ws.receive())
+    finally:
+        server.answer = script
+        await session.close()
+    if failure is not None:
+        assert failure.reason in ("invalid_response", "session_rejected")
+    else:
+        assert isinstance(text, str)
+        assert len(text.encode()) <= 100
 
 
 NESTED = b"[" * 100_000  # deeper than the interpreter's recursion limit

@@ -8,7 +8,9 @@ including broken HTTP, and see what the server saw (request heads, connections, 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 import trustme
 
 HOST = "127.0.0.1"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +132,34 @@ class CraftedServer:
             with contextlib.suppress(ConnectionError, ssl.SSLError):
                 await writer.wait_closed()
             await self._count(ended=1)
+
+
+def ws_accept(head: bytes) -> str:
+    """The Sec-WebSocket-Accept answering the request ``head``."""
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"sec-websocket-key":
+            digest = hashlib.sha1(value.strip() + WS_GUID).digest()  # noqa: S324 - RFC 6455
+            return base64.b64encode(digest).decode()
+    raise AssertionError("no Sec-WebSocket-Key in the request")
+
+
+def switching(head: bytes, *, accept: str | None = None) -> bytes:
+    """A 101 answer to the websocket request ``head`` (with ``accept`` instead, if given)."""
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        + f"Sec-WebSocket-Accept: {accept or ws_accept(head)}\r\n\r\n".encode()
+    )
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """One unmasked server frame (RFC 6455 §5.2)."""
+    first = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        length = bytes([n])
+    elif n < 65536:
+        length = bytes([126]) + n.to_bytes(2, "big")
+    else:
+        length = bytes([127]) + n.to_bytes(8, "big")
+    return bytes([first]) + length + payload
