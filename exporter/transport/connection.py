@@ -11,7 +11,6 @@ import asyncio
 import socket
 import ssl
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
 from exporter.reasons import Reason
@@ -63,12 +62,14 @@ async def resolve_host(resolver: Resolver, host: str, port: int) -> list[str]:
     return addresses
 
 
-@dataclass(slots=True, eq=False)
 class Connection:
     """One TCP connection with TLS established; ``abort`` drops it without a TLS goodbye."""
 
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
 
     @property
     def tls13(self) -> bool:

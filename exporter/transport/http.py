@@ -33,7 +33,6 @@ DEFAULT_MAX_BODY = 4 * 1024 * 1024
 FRAMING_BYTES = 16 * 1024
 CHUNK_FRAMING = 5  # the least one chunk adds: a size digit and two line ends
 
-_Head = h11.Response | h11.InformationalResponse
 # Where h11's error messages start quoting received bytes (which could be anything).
 _QUOTED = re.compile(r":? (?:b['\"]|bytearray\()")
 
@@ -107,12 +106,10 @@ class HttpSession:
         channel = self._idle.pop((host, port), None)
         if channel is None or channel.conn.at_eof:
             channel = _Channel(await self.open(host, port, ctx))
-        head, body = await self._exchange(
-            channel, method, target, _head_fields(host, port, headers)
-        )
+        response = await self._exchange(channel, method, target, _head_fields(host, port, headers))
         if channel.recycle():
             self._idle[(host, port)] = channel
-        return _response(head, body)
+        return response
 
     async def websocket(
         self,
@@ -133,8 +130,7 @@ class HttpSession:
         channel = _Channel(await self.open(host, port, ctx))
         upgrade, key = upgrade_headers()
         fields = _head_fields(host, port, {**headers, **upgrade})
-        head, body = await self._exchange(channel, "GET", target, fields)
-        response = _response(head, body)
+        response = await self._exchange(channel, "GET", target, fields)
         if response.status != 101:
             channel.conn.abort()
             return response, None
@@ -149,22 +145,23 @@ class HttpSession:
 
     async def _exchange(
         self, channel: _Channel, method: str, target: str, fields: list[tuple[str, str]]
-    ) -> tuple[_Head, bytes]:
-        """Send one request on ``channel``; its response head and body, phases recorded."""
+    ) -> HttpResponse:
+        """Send one request on ``channel`` and read its response, recording the phases."""
         try:
             data = _encode(channel.http, method, target, fields)
             started = time.perf_counter()
             await channel.conn.send(data)
             channel.requests += 1
             reading = _Reading(channel, self.max_body)
-            head = await reading.head()
+            response = await reading.head()
             self.phases.setdefault("request", reading.first_byte - started)
-            body = b"" if head.status_code == 101 else await reading.body(head, method)
+            if response.status != 101:
+                response.body = await reading.body(response, method)
         except BaseException:
             channel.conn.abort()
             raise
         self.phases.setdefault("read", time.perf_counter() - reading.first_byte)
-        return head, body
+        return response
 
     async def close(self) -> None:
         """Close every connection of the probe without waiting for a TLS close_notify."""
@@ -217,11 +214,12 @@ def _carries(name: str, value: str) -> bool:
     return True
 
 
-def _response(head: _Head, body: bytes) -> HttpResponse:
+def _response(head: h11.Response | h11.InformationalResponse) -> HttpResponse:
+    """The response as h11 parsed its head; the body comes later."""
     headers: CIMultiDict[str] = CIMultiDict(
         (k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers.raw_items()
     )
-    return HttpResponse(head.status_code, head.reason.decode("latin-1"), headers, body)
+    return HttpResponse(head.status_code, head.reason.decode("latin-1"), headers, b"")
 
 
 @dataclass(slots=True)
@@ -238,50 +236,51 @@ class _Reading:
     eof: bool = False
     in_body: bool = False
 
-    async def head(self) -> _Head:
+    async def head(self) -> HttpResponse:
         """The final response head; informational 1xx heads before it are skipped."""
         while True:
-            event = await self._next_event()
-            if not isinstance(event, h11.Response | h11.InformationalResponse):
-                raise ProbeFailure(Reason.INVALID_RESPONSE, "malformed response head")
-            if isinstance(event, h11.Response) or event.status_code == 101:
+            event = self._event()
+            if event is h11.NEED_DATA:
+                await self._fill()
+            elif isinstance(event, h11.Response) or (
+                isinstance(event, h11.InformationalResponse) and event.status_code == 101
+            ):
                 self.in_body = True
                 self.head_bytes = self.wire - len(self.channel.http.trailing_data[0])
-                return event
+                return _response(event)
+            elif not isinstance(event, h11.InformationalResponse):
+                raise ProbeFailure(Reason.INVALID_RESPONSE, "malformed response head")
 
-    async def body(self, head: _Head, method: str) -> bytes:
+    async def body(self, response: HttpResponse, method: str) -> bytes:
         """The whole body, up to ``max_body`` bytes."""
-        if method != "HEAD" and head.status_code not in (204, 304):
-            for name, value in head.headers:
-                # h11 has checked that Content-Length is digits only.
-                if name == b"content-length" and int(value) > self.max_body:
-                    raise ProbeFailure(
-                        Reason.INVALID_RESPONSE, f"response body too large: {int(value)} bytes"
-                    )
+        length = int(response.headers.get("Content-Length", "0"))  # h11 checked: digits only
+        if length > self.max_body and method != "HEAD" and response.status not in (204, 304):
+            raise ProbeFailure(Reason.INVALID_RESPONSE, f"response body too large: {length} bytes")
         body = bytearray()
-        while not isinstance(event := await self._next_event(), h11.EndOfMessage):
-            if not isinstance(event, h11.Data):
-                raise ProbeFailure(Reason.INVALID_RESPONSE, "malformed response body")
-            body += event.data
-            self.body_bytes = len(body)
-            if self.body_bytes > self.max_body:
-                raise ProbeFailure(Reason.INVALID_RESPONSE, "response body too large")
-            if event.chunk_start:
-                # Checked per chunk, not only per read: a read can hold thousands of chunks.
-                self.chunks += 1
-                self._limit_framing(CHUNK_FRAMING * self.chunks)
-        return bytes(body)
-
-    async def _next_event(self) -> object:
-        http = self.channel.http
         while True:
-            try:
-                event = http.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise self._failure(exc) from None
-            if event is not h11.NEED_DATA:
-                return event
-            await self._fill()
+            event = self._event()
+            if event is h11.NEED_DATA:
+                await self._fill()
+            elif isinstance(event, h11.Data):
+                body += event.data
+                self.body_bytes = len(body)
+                if self.body_bytes > self.max_body:
+                    raise ProbeFailure(Reason.INVALID_RESPONSE, "response body too large")
+                if event.chunk_start:
+                    # Checked per chunk, not only per read: a read can hold thousands of them.
+                    self.chunks += 1
+                    self._limit_framing(CHUNK_FRAMING * self.chunks)
+            elif isinstance(event, h11.EndOfMessage):
+                return bytes(body)
+            else:
+                raise ProbeFailure(Reason.INVALID_RESPONSE, "malformed response body")
+
+    def _event(self) -> object:
+        """h11's next event, or NEED_DATA; its protocol errors become this module's."""
+        try:
+            return self.channel.http.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise self._failure(exc) from None
 
     async def _fill(self) -> None:
         self._limit_framing(self.wire - self.head_bytes - self.body_bytes)
