@@ -270,10 +270,7 @@ async def test_a_close_mid_response_is_a_closed_connection(
             "response body too large: 99999999999 bytes",
         ),
         (
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + b"400\r\n"
-            + b"x" * 1024
-            + b"\r\n" * 1,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024,
             "response body too large",
         ),
     ],
