@@ -158,17 +158,14 @@ async def _inspect_server(
     remaining = min(INSPECT_TIMEOUT, deadline - time.perf_counter())
     if remaining <= 0:
         return
+    inspect = HttpSession(resolver=session.resolver, on_certificate=session.on_certificate)
     try:
-        inspect = HttpSession(
-            resolver=session.resolver, on_certificate=session.on_certificate, phases={}
-        )
         async with asyncio.timeout(remaining):
-            conn = await inspect.open(target.host, target.port_for(check), ctx)
-        # open() does not register the connection with the session; close it here or it
-        # stays open (one socket per probe of a server with a bad certificate).
-        conn.writer.transport.abort()
+            await inspect.open(target.host, target.port_for(check), ctx)
     except Exception as exc:
         log.debug("server certificate inspection failed: %s", exc.__class__.__name__)
+    finally:
+        await inspect.close()  # the session owns the connection it opened
 
 
 def classify(exc: BaseException, target: Target, check: str) -> tuple[Reason, str]:

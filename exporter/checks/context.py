@@ -18,12 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.auth import Prepared
 from exporter.reasons import ProbeFailure, Reason
-from exporter.transport import HttpResponse, HttpSession
+from exporter.transport import HttpResponse, HttpSession, WebSocket
 
 if TYPE_CHECKING:
     from exporter.config import Target
 
 _XRF_ALPHABET = string.ascii_letters + string.digits
+# A websocket message the exporter will read, and frames over one socket's life: an engine's
+# answers to the calls a check makes are kilobytes, and its greeting a few frames.
+MAX_MESSAGE = 1024 * 1024
+MAX_FRAMES = 200
 MAX_LOG_LINES = 100
 MAX_LOG_LINE = 300
 # The exact body QRS and QPS send when the xrfkey check fails (help.qlik.com, Xrfkey headers).
@@ -122,6 +126,32 @@ class ProbeContext:
             raise failure
         return resp
 
+    async def websocket(self, path: str) -> WebSocket:
+        """Open a websocket to ``path`` on this check's port with the prepared auth.
+
+        Connecting is timed into the run's phases and the server certificate captured like
+        any request; a refused upgrade is mapped by the same table as HTTP (a redirect is
+        never followed).
+        """
+        port = self.port
+        where = f"websocket wss://{self.target.host}:{port}{path}"
+        resp, ws = await self.session.websocket(
+            self.target.host,
+            port,
+            self.auth.tls.verify,
+            path,
+            self.auth.headers,
+            max_message=MAX_MESSAGE,
+            max_frames=MAX_FRAMES,
+        )
+        self._keep(resp)
+        self.note(f"{where} -> {resp.status} {resp.reason}")
+        if ws is None:
+            raise status_failure(resp, where, via_proxy=self.via_proxy) or ProbeFailure(
+                Reason.SESSION_REJECTED, f"{where}: {resp.status} instead of switching protocols"
+            )
+        return ws
+
     def _keep(self, resp: HttpResponse) -> None:
         for value in resp.headers.getall("Set-Cookie", []):
             name, sep, rest = value.partition("=")
@@ -168,6 +198,9 @@ def status_failure(resp: HttpResponse, where: str, *, via_proxy: bool) -> ProbeF
         return ProbeFailure(
             Reason.UNAUTHORIZED, f"{where}: {status} redirect to login (not authenticated)"
         )
+    if 300 <= status < 400:
+        # Never followed: the credentials would go wherever the server says.
+        return ProbeFailure(Reason.INVALID_RESPONSE, f"{where}: {status} redirect not followed")
     return ProbeFailure(Reason.INVALID_RESPONSE, f"{where}: unexpected status {status}")
 
 

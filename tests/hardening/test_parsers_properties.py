@@ -3,8 +3,8 @@
 Every check is run end to end against a fake HTTP session that answers with an arbitrary
 status and body (so status mapping, JSON decoding and the check's own parsing all see it);
 the engine websocket greeting and EngineVersion reply get arbitrary frames; ``token_expiry``
-gets arbitrary strings and arbitrary claim sets; and the transport's response reader gets
-arbitrary bytes through a real ``asyncio.StreamReader``.
+gets arbitrary strings and arbitrary claim sets; and the transport gets arbitrary response
+bytes, chunkings and websocket frames from a real TLS server on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import base64
 import functools
 import json
 import ssl
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiohttp
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -27,18 +26,19 @@ from multidict import CIMultiDict
 from exporter.auth.common import CredentialError, Prepared, TlsContexts, token_expiry
 from exporter.checks import ProbeContext, check_fn
 from exporter.checks.engine import parse_health
-from exporter.checks.engine_session import _greeting, _next_message, _version
+from exporter.checks.engine_session import parse_version, read_greeting, read_message
 from exporter.checks.repository import parse_about
 from exporter.config import Target, parse_config
+from exporter.reasons import Reason
 from exporter.results import CheckValues
 from exporter.transport import (
     MAX_HEADER_BYTES,
-    ClosedBeforeResponse,
     HttpResponse,
     HttpSession,
     ProbeFailure,
-    _Conn,
+    SystemResolver,
 )
+from tests.unit.transport_peers import HOST, CraftedServer, Pki, frame, make_pki, switching
 
 T = TypeVar("T")
 MAX_EXAMPLES = 150
@@ -228,7 +228,7 @@ def test_engine_version_reply_raises_only_probe_failure(reply: Any) -> None:
     """Any EngineVersion reply object is a version string or invalid_response."""
     if not isinstance(reply, dict):
         reply = {"result": reply}
-    version, failure = outcome(lambda: _version(_plain_ctx("engine_session"), reply))
+    version, failure = outcome(lambda: parse_version(_plain_ctx("engine_session"), reply))
     if failure is not None:
         assert failure.reason == "invalid_response"
     else:
@@ -237,20 +237,23 @@ def test_engine_version_reply_raises_only_probe_failure(reply: Any) -> None:
 
 
 class FakeWebSocket:
-    """Hands out prepared frames, then a close."""
+    """Hands out prepared text messages, then fails as a server's close does.
 
-    close_code = 1000
+    Frame kinds, sizes and closes are the transport's (tests/unit/test_transport_websocket.py);
+    here the check's reading of the messages is on trial.
+    """
 
-    def __init__(self, frames: list[aiohttp.WSMessage]) -> None:
-        self._frames: Iterator[aiohttp.WSMessage] = iter(frames)
+    def __init__(self, messages: list[str]) -> None:
+        self._messages: Iterator[str] = iter(messages)
 
-    async def receive(self) -> aiohttp.WSMessage:
-        """The next frame, or CLOSED when none are left."""
-        return next(self._frames, aiohttp.WSMessage(aiohttp.WSMsgType.CLOSED, None, None))
-
-    def exception(self) -> BaseException | None:
-        """No transport error."""
-        return None
+    async def receive(self) -> str:
+        """The next message, or the failure a closed websocket raises."""
+        message = next(self._messages, None)
+        if message is None:
+            raise ProbeFailure(
+                Reason.SESSION_REJECTED, "websocket closed by the server (code 1000)"
+            )
+        return message
 
 
 frame_text = st.one_of(
@@ -273,29 +276,20 @@ frame_text = st.one_of(
     ).map(json.dumps),
     st.text(max_size=40),
 )
-frames = st.lists(
-    st.one_of(
-        frame_text.map(lambda t: aiohttp.WSMessage(aiohttp.WSMsgType.TEXT, t, None)),
-        st.binary(max_size=20).map(lambda b: aiohttp.WSMessage(aiohttp.WSMsgType.BINARY, b, None)),
-        st.sampled_from(
-            [aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.PING]
-        ).map(lambda t: aiohttp.WSMessage(t, None, None)),
-    ),
-    max_size=7,
-)
+frames = st.lists(frame_text, max_size=7)
 
 
 @given(frames=frames)
 @PROPS
-async def test_engine_greeting_raises_only_probe_failure(frames: list[aiohttp.WSMessage]) -> None:
+async def test_engine_greeting_raises_only_probe_failure(frames: list[str]) -> None:
     """Any sequence of websocket frames is a greeting, a reply, or a failure reason."""
     ctx = _plain_ctx("engine_session")
     ws = FakeWebSocket(frames)
 
     async def converse() -> str:
-        await _greeting(ctx, ws)  # type: ignore[arg-type]
-        reply = await _next_message(ctx, ws, expect_id=1)  # type: ignore[arg-type]
-        return _version(ctx, reply)
+        await read_greeting(ctx, ws)  # type: ignore[arg-type]
+        reply = await read_message(ctx, ws, expect_id=1)  # type: ignore[arg-type]
+        return parse_version(ctx, reply)
 
     version, failure = await outcome_async(converse())
     if failure is not None:
@@ -347,7 +341,7 @@ def test_token_expiry_of_any_claims_is_a_number_none_or_credential_invalid(
         assert got is None or isinstance(got, float)
 
 
-# -- the transport's response reader ------------------------------------------------------
+# -- the transport: HTTP framing and websocket frames from a real TLS server ----------------
 
 ALLOWED_TRANSPORT_ERRORS = (ProbeFailure, ConnectionError, asyncio.IncompleteReadError)
 """What HttpSession.request documents: a failure reason, or the peer closing mid-response
@@ -382,50 +376,154 @@ raw_response = st.one_of(
 )
 
 
-class FakeWriter:
-    """Swallows the request; the connection has no TLS object."""
-
-    def write(self, data: bytes) -> None:
-        """Discard."""
-
-    async def drain(self) -> None:
-        """Nothing buffered."""
-
-    def get_extra_info(self, name: str) -> None:
-        """No socket or TLS details."""
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    return make_pki()
 
 
-async def read_response(data: bytes, *, head: bool = False, max_body: int = 1024) -> HttpResponse:
-    """Send one request with HttpSession.request over a connection that answers ``data``."""
-    reader = asyncio.StreamReader(limit=MAX_HEADER_BYTES)
-    if not data:
-        # request() would reconnect to a connection already at EOF; what it raises when the
-        # peer closes before answering is this.
-        raise ClosedBeforeResponse(fresh=False)
-    reader.feed_data(data)
-    reader.feed_eof()
-    session = HttpSession(resolver=None, max_body=max_body)  # type: ignore[arg-type]
-    session._conns[("localhost", 4242)] = _Conn(reader, FakeWriter())  # type: ignore[arg-type]
-    return await session.request(
-        "HEAD" if head else "GET", "localhost", 4242, _tls().verify, "/", {}
-    )
+class Scripted:
+    """The answer a CraftedServer sends next, set by each example."""
+
+    data = b""
+
+    def __call__(self, head: bytes) -> bytes:
+        return self.data
+
+
+@pytest.fixture
+async def scripted(pki: Pki) -> AsyncIterator[tuple[Scripted, CraftedServer]]:
+    """A TLS server on 127.0.0.1 that answers each connection's request with ``data``."""
+    script = Scripted()
+    server = await CraftedServer(pki.server_context(), script).start()
+    yield script, server
+    await server.stop()
+
+
+async def read_response(
+    pki: Pki, server: tuple[Scripted, CraftedServer], data: bytes, *, head: bool, max_body: int
+) -> HttpResponse:
+    """Send one request with HttpSession.request to a server that answers ``data``."""
+    script, crafted = server
+    script.data = data
+    session = HttpSession(resolver=SystemResolver(), max_body=max_body)
+    try:
+        method = "HEAD" if head else "GET"
+        return await session.request(method, HOST, crafted.port, pki.client_context(), "/", {})
+    finally:
+        await session.close()
 
 
 @given(data=raw_response, head=st.booleans())
 @PROPS
+@example(data=b"", head=False)
 @example(data=b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", head=False)
 @example(data=b"HTTP/1.1 \xb200 OK\r\n\r\n", head=False)
 @example(data=b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n", head=False)
 @example(data=b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * (MAX_HEADER_BYTES + 10), head=False)
 @example(data=b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20000 + b"\r\n", head=False)
-async def test_response_reader_raises_only_documented_errors(data: bytes, head: bool) -> None:
+@example(data=b"HTTP/1.1 101 Switching Protocols\r\n\r\n", head=False)
+async def test_response_reader_raises_only_documented_errors(
+    pki: Pki, scripted: tuple[Scripted, CraftedServer], data: bytes, head: bool
+) -> None:
     """Arbitrary bytes from the server are a response, a failure reason, or a closed connection."""
     try:
-        resp = await read_response(data, head=head)
+        resp = await read_response(pki, scripted, data, head=head, max_body=1024)
     except ALLOWED_TRANSPORT_ERRORS:
         return
     assert 0 <= resp.status <= 999
     assert len(resp.body) <= 1024
+
+
+@given(
+    body=st.binary(max_size=3000),
+    sizes=st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=20),
+    extension=st.sampled_from([b"", b";x=1", b';name="quoted"']),
+    trailers=st.sampled_from([b"", b"X-Trailer: 1\r\n"]),
+)
+@PROPS
+async def test_any_chunking_of_a_body_reads_back_the_body(
+    pki: Pki,
+    scripted: tuple[Scripted, CraftedServer],
+    body: bytes,
+    sizes: list[int],
+    extension: bytes,
+    trailers: bytes,
+) -> None:
+    """However a server cuts a body into chunks, the body read is the body sent."""
+    chunks, rest = [], body
+    for size in sizes * (len(body) // sum(sizes) + 1):
+        if not rest:
+            break
+        piece, rest = rest[:size], rest[size:]
+        chunks.append(b"%x%s\r\n%s\r\n" % (len(piece), extension, piece))
+    data = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"".join(chunks)
+        + b"0\r\n"
+        + trailers
+        + b"\r\n"
+    )
+    resp = await read_response(pki, scripted, data, head=False, max_body=4096)
+    assert resp.body == body
+
+
+def _ws_frame(header: tuple[bool, int, bool], payload: bytes) -> bytes:
+    fin, opcode, masked = header
+    raw = frame(opcode, payload, fin=fin)
+    if not masked:
+        return raw
+    # A masked server frame is a protocol error; the mask bit alone is enough to break it.
+    return raw[:1] + bytes([raw[1] | 0x80]) + b"\0\0\0\0" + raw[2:]
+
+
+ws_frames = st.lists(
+    st.one_of(
+        st.builds(
+            _ws_frame,
+            st.tuples(
+                st.booleans(),
+                st.sampled_from([0x0, 0x1, 0x1, 0x1, 0x2, 0x8, 0x9, 0xA, 0x3]),
+                st.sampled_from([False, False, False, True]),  # masked
+            ),
+            st.binary(max_size=150) | st.text(max_size=40).map(str.encode),
+        ),
+        st.binary(max_size=12),
+    ),
+    max_size=8,
+).map(b"".join)
+
+
+@given(frames=ws_frames)
+@PROPS
+@example(frames=frame(0x1, b"ok"))
+@example(frames=frame(0x1, "\u00e9".encode()[:1]))
+@example(frames=frame(0x8, b"\x03\xe8"))
+async def test_websocket_frames_are_a_message_or_a_failure_reason(
+    pki: Pki, scripted: tuple[Scripted, CraftedServer], frames: bytes
+) -> None:
+    """Any bytes after a valid 101 are a text message, or session_rejected/invalid_response."""
+    script, server = scripted
+    script.data = b""
+    session = HttpSession(resolver=SystemResolver())
+
+    def answer(head: bytes) -> bytes:
+        return switching(head) + frames
+
+    server.answer = answer
+    try:
+        _, ws = await session.websocket(
+            HOST, server.port, pki.client_context(), "/", {}, max_message=100, max_frames=5
+        )
+        assert ws is not None
+        text, failure = await outcome_async(ws.receive())
+    finally:
+        server.answer = script
+        await session.close()
+    if failure is not None:
+        assert failure.reason in ("invalid_response", "session_rejected")
+    else:
+        assert isinstance(text, str)
+        assert len(text.encode()) <= 100
 
 
 NESTED = b"[" * 100_000  # deeper than the interpreter's recursion limit
@@ -444,9 +542,9 @@ async def test_json_nested_too_deep_is_an_invalid_response(
 
 async def test_engine_frame_nested_too_deep_is_an_invalid_response() -> None:
     """The same for a websocket frame from the engine."""
-    frame = aiohttp.WSMessage(aiohttp.WSMsgType.TEXT, NESTED.decode(), None)
+    frame = NESTED.decode()
     _, failure = await outcome_async(
-        _next_message(_plain_ctx("engine_session"), FakeWebSocket([frame]), expect_id=1)  # type: ignore[arg-type]
+        read_message(_plain_ctx("engine_session"), FakeWebSocket([frame]), expect_id=1)  # type: ignore[arg-type]
     )
     assert failure is not None
     assert failure.reason == "invalid_response"
