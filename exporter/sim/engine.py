@@ -111,7 +111,7 @@ def _param(params: Any, index: int, name: str, default: Any = None) -> Any:
 class Connection:
     """One websocket session's state: open documents and the delta protocol's last values."""
 
-    version: str
+    version_of: Callable[[], str]
     apps: list[str]
     session_app: str | None = None
     docs: dict[int, str] = field(default_factory=dict)
@@ -208,8 +208,8 @@ def _app_layout(c: Connection, handle: int, params: Any) -> dict[str, Any]:
 
 
 GLOBAL_METHODS: dict[str, Method] = {
-    "EngineVersion": lambda c, h, p: {"qVersion": {"qComponentVersion": c.version}},
-    "ProductVersion": lambda c, h, p: {"qReturn": c.version},  # deprecated, still served
+    "EngineVersion": lambda c, h, p: {"qVersion": {"qComponentVersion": c.version_of()}},
+    "ProductVersion": lambda c, h, p: {"qReturn": c.version_of()},  # deprecated, still served
     "IsDesktopMode": lambda c, h, p: {"qReturn": False},
     "OSName": lambda c, h, p: {"qReturn": "WindowsNT"},
     "QTProduct": lambda c, h, p: {"qReturn": "Qlik Sense"},
@@ -224,7 +224,7 @@ DOC_METHODS: dict[str, Method] = {"GetAppLayout": _app_layout}
 
 def answer(sim: Simulator, request: Any) -> dict[str, Any]:
     """The reply to one request on a fresh connection (kept for callers without a session)."""
-    return Connection(sim.engine.version, list(sim.engine.apps)).answer(request)
+    return Connection(lambda: sim.engine.version, list(sim.engine.apps)).answer(request)
 
 
 def _encode_reply(faults: Faults | FaultChain, reply: dict[str, Any]) -> str:
@@ -268,7 +268,7 @@ async def serve_session(
         return ws
     app_id = app_id_of(request)
     session_app = app_id if app_id and app_id.startswith(SESSION_APP_PREFIX) else None
-    conn = Connection(engine_version(sim, node), list(sim.engine.apps), session_app)
+    conn = Connection(lambda: engine_version(sim, node), list(sim.engine.apps), session_app)
     _count(sim, node, key, ws, +1)
     try:
         if await _greet(ws, sim, faults, user, via_proxy=via_proxy, auth_info=auth_info):
