@@ -10,8 +10,9 @@ user's session over the parallel-session limit with a fatal ``OnMaxParallelSessi
 Delta protocol (enigma.js ``delta-response-interceptor.js``, @qlik/api ``delta-compression``):
 a request with ``"delta": true`` gets ``"delta": true`` and every result value as a JSON-Patch
 list against the previous value of the same handle, method and key — ``add /`` the first time,
-``[]`` while unchanged, ``replace /`` after a change. Clients set the flag only on methods with
-one out-parameter other than ``qSuccess`` (``EngineVersion`` yes, ``OpenDoc`` no).
+``[]`` while unchanged, ``replace /`` after a change. Clients set the flag on methods with one
+out-parameter other than ``qSuccess`` by their schema: ``EngineVersion`` always; ``OpenDoc``
+from @qlik/api (its schema names ``qReturn``) but not from enigma.js's 12.1823 schema.
 
 Documents: ``OpenDoc`` on a known app (or the connection's session app) returns a ``Doc`` handle;
 ``GetActiveDoc`` returns the session app a ``/app/SessionApp_<id>`` connection opened;
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -116,6 +118,7 @@ class Connection:
     session_app: str | None = None
     docs: dict[int, str] = field(default_factory=dict)
     delta_state: dict[tuple[int, str, str], Any] = field(default_factory=dict)
+    calls: Counter[tuple[str, bool]] = field(default_factory=Counter)
 
     # -- methods --------------------------------------------------------------------------------
 
@@ -163,6 +166,7 @@ class Connection:
             return _error(None, -32600, "Invalid request", "Invalid Request")
         msg_id, method = request.get("id"), request["method"]
         handle = request.get("handle", GLOBAL_HANDLE)
+        self.calls[method, request.get("delta") is True] += 1
         try:
             result = self.call(handle, method, request.get("params", []))
         except RpcError as exc:
@@ -268,7 +272,9 @@ async def serve_session(
         return ws
     app_id = app_id_of(request)
     session_app = app_id if app_id and app_id.startswith(SESSION_APP_PREFIX) else None
-    conn = Connection(lambda: engine_version(sim, node), list(sim.engine.apps), session_app)
+    conn = Connection(
+        lambda: engine_version(sim, node), list(sim.engine.apps), session_app, calls=sim.rpc_calls
+    )
     _count(sim, node, key, ws, +1)
     try:
         if await _greet(ws, sim, faults, user, via_proxy=via_proxy, auth_info=auth_info):

@@ -183,6 +183,8 @@ class Simulator:
         self.engine_sessions: Counter[tuple[str, str]] = Counter()
         self.engine_sessions_total = 0
         self.engine_users_seen: set[tuple[str, str]] = set()
+        self.rpc_calls: Counter[tuple[str, bool]] = Counter()
+        """Engine JSON-RPC calls by (method, delta requested), for tests of real clients."""
         self.ticket_vp = TicketVirtualProxy()
         self._runners: list[web.AppRunner] = []
         self._started = False
