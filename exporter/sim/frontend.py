@@ -311,18 +311,16 @@ class Frontend:
         """Proxied engine session: needs the session cookie and ``?qlik-csrf-token=``."""
         if request.query.get("qlik-csrf-token") != csrf_token(session):
             return web.Response(status=403, text="Forbidden: missing or wrong qlik-csrf-token")
-        if not self.node.engine_enabled and not any(n.engine_enabled for n in self.sim.nodes):
+        target = self._engine_node()
+        if target is None:
             return web.Response(status=503, text="No engine available.")
         user = QlikUser(session.user_directory, session.user_id)
-        return await engine.serve_session(
-            request, self.sim, user, node=self._engine_node(), via_proxy=True
-        )
+        return await engine.serve_session(request, self.sim, user, node=target, via_proxy=True)
 
-    def _engine_node(self) -> Node:
+    def _engine_node(self) -> Node | None:
         """The engine this proxy balances to: its own node's, else the first running one."""
-        if self.node.engine_enabled and self.node.running:
-            return self.node
-        return next(n for n in self.sim.nodes if n.engine_enabled)
+        running = [n for n in self.sim.nodes if n.running and "engine" in n.runners]
+        return self.node if self.node in running else next(iter(running), None)
 
 
 def create_app(sim: Simulator, node: Node) -> web.Application:

@@ -445,3 +445,30 @@ async def test_each_proxy_lists_only_its_own_sessions(site, site_mtls, site_tls)
     assert on == {"central": [], "rim1": ["carol"]}
     await site.stop_node("rim1")
     assert site.proxy_session_count("LAB", "carol") == 0  # a stopped proxy forgets its sessions
+
+
+async def proxied_engine_session(site: Simulator, ctx: ssl.SSLContext, node: str) -> None:
+    """Open (and close) an engine websocket through ``node``'s JWT virtual proxy."""
+    connector = aiohttp.TCPConnector(resolver=site.aiohttp_resolver())
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=5)
+    ) as s:
+        headers = {"Authorization": f"Bearer {site.mint_jwt('dave')}"}
+        async with s.get(
+            site.url("frontend", "/jwt/qps/csrftoken", node), ssl=ctx, headers=headers
+        ) as r:
+            token = r.headers["qlik-csrf-token"]
+        url = site.url("frontend", f"/jwt/app/engineData?qlik-csrf-token={token}", node)
+        ws = await s.ws_connect(url.replace("https", "wss"), ssl=ctx)
+        await ws.receive_str(timeout=3)
+        await ws.close()
+
+
+async def test_proxy_balances_to_its_own_engine_else_another(site, site_tls):
+    """A proxied session uses the proxy node's engine; with it stopped, another running one."""
+    await proxied_engine_session(site, site_tls, "rim1")
+    assert site.node("rim1").engine_sessions_total == 1
+    await site.stop_service("rim1", "engine")
+    await proxied_engine_session(site, site_tls, "rim1")
+    assert site.node("rim1").engine_sessions_total == 1
+    assert site.node("central").engine_sessions_total == 1
