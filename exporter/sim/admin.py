@@ -145,7 +145,8 @@ def _fault_routes(sim: Simulator, r: web.UrlDispatcher) -> None:
             raise web.HTTPNotFound(text=f"unknown service {service!r}")
         sim.faults.clear(service)
         for node in sim.nodes:
-            node.faults.clear(service if service in node.faults.services else None)
+            if service is None or service in node.faults.services:
+                node.faults.clear(service)
         return web.json_response(sim.faults.snapshot())
 
     r.add_get("/faults", get_faults)

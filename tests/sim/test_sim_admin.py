@@ -242,3 +242,12 @@ async def test_admin_issues_non_admin_api_keys(sim, sim_tls):
     assert (await call("GET", sim.url("cloud", "/api/v1/licenses/status"), sim_tls, headers))[
         0
     ] == 403
+
+
+async def test_admin_clearing_cloud_faults_keeps_node_faults(site):
+    """DELETE /faults/cloud leaves a node's own faults in place."""
+    site.node("rim1").faults.set("engine", "hang")
+    site.faults.set("cloud", "hang")
+    assert (await admin_call(site, "DELETE", "/faults/cloud"))[0] == 200
+    assert site.faults.snapshot()["cloud"] == []
+    assert site.node("rim1").faults.snapshot()["engine"] != []
