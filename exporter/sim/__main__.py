@@ -1,8 +1,10 @@
 """``python -m exporter.sim`` (also ``qlik-sense-exporter sim``): run the simulator until Ctrl-C.
 
-It writes the certificates (QMC-like export), a Cloud API key, a JWT for the JWT virtual proxy
-and ``sim.json`` (ports and file paths, for scripts) into ``--dir``, then prints where every
-service listens and a ready-to-paste curl command.
+It writes the certificates (QMC-like export), a Cloud API key, a JWT for the JWT virtual proxy,
+an OAuth client (``cloud_oauth_client.json``) and ``sim.json`` (ports, hosts and file paths, for
+scripts) into ``--dir``, then prints where every service listens and a ready-to-paste curl
+command. ``--nodes N`` runs a site of N nodes on 127.0.0.2… (names under ``qliksim.test``; the
+banner prints ``/etc/hosts`` lines for tools that cannot take a resolver).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", type=Path, help="folder for certificates and files (default: temp)")
     p.add_argument("--host", default="localhost", help="host name in the server certificates")
     p.add_argument(
+        "--nodes",
+        type=int,
+        help="run a multi-node site of N nodes (central + rims on 127.0.0.2, 127.0.0.3, …)",
+    )
+    p.add_argument(
         "--bind",
         default="127.0.0.1",
         help="address to listen on (the admin endpoint is unauthenticated: keep it local)",
@@ -60,6 +67,7 @@ def simulator_from_args(args: argparse.Namespace) -> Simulator:
     return Simulator(
         workdir,
         args.host,
+        nodes=args.nodes,
         build_version=args.build_version,
         build_date=args.build_date,
         engine_version=args.engine_version,
@@ -80,9 +88,19 @@ def write_credentials(sim: Simulator) -> dict[str, str]:
     )}  # fmt: skip
     write_private(d / "cloud_api_key", sim.cloud_issue_api_key(expires_in=86400 * 365).encode())
     write_private(d / "monitor.jwt", sim.mint_jwt(lifetime=86400 * 365).encode())
+    client_id, secret = sim.cloud.create_oauth_client("monitoring")
+    oauth = {"client_id": client_id, "client_secret": secret}
+    write_private(d / "cloud_oauth_client.json", json.dumps(oauth).encode())
     files |= {"cloud_api_key": str(d / "cloud_api_key"), "monitor.jwt": str(d / "monitor.jwt")}
+    files["cloud_oauth_client.json"] = str(d / "cloud_oauth_client.json")
     state = {
         "host": sim.host,
+        "cloud_host": sim.cloud_host,
+        "hosts": sim.hosts,
+        "nodes": [
+            {"name": n.name, "hostName": n.host_name, "address": n.address, "central": n.is_central}
+            for n in sim.nodes
+        ],
         "ports": asdict(sim.ports),
         "admin_url": f"http://127.0.0.1:{sim.ports.admin}",
         "key_password": sim.key_password,
@@ -104,6 +122,11 @@ def describe(sim: Simulator) -> str:
             f"--cacert {q(str(d / 'root.pem'))}",
             f"--cert {q(str(d / 'client.pem'))}",
             f"--key {q(str(d / 'client_key.pem'))}",
+            *(
+                [f"--resolve {sim.host}:{p.repository}:{sim.central.address}"]
+                if sim.site_mode
+                else []
+            ),
             f"-H 'X-Qlik-Xrfkey: {DEMO_XRFKEY}'",
             "-H 'X-Qlik-User: UserDirectory=INTERNAL; UserId=sa_api'",
             q(f"https://{sim.host}:{p.repository}/qrs/about?xrfkey={DEMO_XRFKEY}"),
@@ -117,14 +140,29 @@ def describe(sim: Simulator) -> str:
             f"  engine (mTLS)            https://{sim.host}:{p.engine}/engine/healthcheck"
             f"  wss://{sim.host}:{p.engine}/app/engineData",
             f"  virtual proxies          https://{sim.host}:{p.frontend}/{{jwt,hdr,hdrdyn}}/…",
-            f"  Qlik Cloud tenant        https://{sim.host}:{p.cloud}/api/v1/users/me",
+            f"  Qlik Cloud tenant        https://{sim.cloud_host}:{p.cloud}/api/v1/users/me",
             f"  admin (plain HTTP)       http://127.0.0.1:{p.admin}/state",
             f"  Cloud API key in {d / 'cloud_api_key'}; JWT (LAB\\monitor) in {d / 'monitor.jwt'}",
+            f"  Cloud OAuth client (id and secret) in {d / 'cloud_oauth_client.json'}",
+            *_site_lines(sim),
             "",
             "Try:",
             f"  {curl}",
         ]
     )
+
+
+def _site_lines(sim: Simulator) -> list[str]:
+    """The nodes of a site, and /etc/hosts lines for tools that resolve names themselves."""
+    if not sim.site_mode:
+        return []
+    lines = ["", "Site nodes (same ports on every node):"]
+    for n in sim.nodes:
+        roles = [s for s in ("engine", "proxy", "scheduler", "printing") if n.runs(s)]
+        central = "central" if n.is_central else "rim"
+        lines.append(f"  {n.host_name:<28} {n.address:<12} {central:<8} {', '.join(roles)}")
+    lines += ["For /etc/hosts:", *(f"  {a} {h}" for h, a in sim.hosts.items())]
+    return lines
 
 
 async def run_forever(

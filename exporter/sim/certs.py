@@ -399,18 +399,24 @@ def write_qmc_export(
     key_password: str | None = None,
     pfx_password: str | None = None,
     keys: KeyPool | None = None,
+    server_san: Iterable[str] | None = None,
 ) -> QmcExport:
     """Write ``root.pem``, ``server.pem``, ``server_key.pem``, ``client.pem``, ``client_key.pem``.
 
     The CA is ``CN=<host>-CA`` unless one is given; keys come from ``keys`` when given (fast),
-    else are fresh.
+    else are fresh. The server certificate's SAN is ``host`` unless ``server_san`` lists more.
     """
     directory.mkdir(parents=True, exist_ok=True)
     pool = keys or KeyPool()
     ca = ca or CertificateAuthority.create(f"{host}-CA", key=pool.get("ca"))
     nb, na = validity(valid_days=server_valid_days, expired=server_expired)
     server = ca.issue(
-        host, not_before=nb, not_after=na, server=True, key=pool.get("server"), san=[host]
+        host,
+        not_before=nb,
+        not_after=na,
+        server=True,
+        key=pool.get("server"),
+        san=list(server_san) if server_san is not None else [host],
     )
     server.write(directory / "server.pem", directory / "server_key.pem")
     client = write_client_files(

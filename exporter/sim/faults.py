@@ -1,7 +1,9 @@
 """Faults on demand, per service: what a flaky or misconfigured Qlik site does to a client.
 
 A fault is set for one service (``repository``, ``proxy``, ``engine``, ``frontend``, ``cloud``)
-and stays until cleared, or for ``times`` uses. Where each kind acts:
+and stays until cleared, or for ``times`` uses. The simulator's own :class:`Faults` act on every
+node of a site; each node has its own set too (for its four services), consulted first, so one
+node can misbehave alone (:class:`FaultChain`). Where each kind acts:
 
 - TLS (``cert_*``): in the server's SNI callback, per connection, without restarting listeners.
 - HTTP (``delay``, ``hang``, ``reset``, ``status``, ``malformed_json``, ``wrong_shape``,
@@ -17,6 +19,8 @@ from enum import StrEnum
 from typing import Any
 
 SERVICES = ("repository", "proxy", "engine", "frontend", "cloud")
+NODE_SERVICES = ("repository", "proxy", "engine", "frontend")
+"""The listeners every node of a site has (the Cloud tenant is not part of a node)."""
 
 
 class FaultKind(StrEnum):
@@ -120,15 +124,16 @@ def _coerce(kind: FaultKind, params: dict[str, Any]) -> dict[str, Any]:
 class Faults:
     """The active faults of every service."""
 
-    def __init__(self) -> None:
-        self._active: dict[str, dict[FaultKind, Fault]] = {s: {} for s in SERVICES}
+    def __init__(self, services: tuple[str, ...] = SERVICES) -> None:
+        self.services = services
+        self._active: dict[str, dict[FaultKind, Fault]] = {s: {} for s in services}
 
     def set(
         self, service: str, kind: str | FaultKind, *, times: int | None = None, **params: Any
     ) -> Fault:
         """Activate a fault (replacing one of the same kind); ``times`` limits its uses."""
         if service not in self._active:
-            raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+            raise ValueError(f"unknown service {service!r}; one of {', '.join(self.services)}")
         try:
             fkind = FaultKind(kind)
         except ValueError:
@@ -152,11 +157,11 @@ class Faults:
 
     def peek(self, service: str, kind: FaultKind) -> Fault | None:
         """The active fault of that kind, without using it up."""
-        return self._active[service].get(kind)
+        return self._active.get(service, {}).get(kind)
 
     def take(self, service: str, kinds: tuple[FaultKind, ...]) -> Fault | None:
         """Use the first active fault among ``kinds`` (in that order), counting down ``times``."""
-        active = self._active[service]
+        active = self._active.get(service, {})
         for kind in kinds:
             fault = active.get(kind)
             if fault is None:
@@ -171,3 +176,22 @@ class Faults:
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         """Every active fault, by service."""
         return {s: [f.to_json() for f in faults.values()] for s, faults in self._active.items()}
+
+
+class FaultChain:
+    """Several fault sets read as one: a node's own faults first, then the site-wide ones."""
+
+    def __init__(self, *sources: Faults) -> None:
+        self.sources = sources
+
+    def peek(self, service: str, kind: FaultKind) -> Fault | None:
+        """The first active fault of that kind, without using it up."""
+        return next((f for s in self.sources if (f := s.peek(service, kind))), None)
+
+    def take(self, service: str, kinds: tuple[FaultKind, ...]) -> Fault | None:
+        """Use the first active fault among ``kinds`` in the first set that has one."""
+        for source in self.sources:
+            fault = source.take(service, kinds)
+            if fault is not None:
+                return fault
+        return None

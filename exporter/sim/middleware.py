@@ -19,6 +19,7 @@ from exporter.sim.faults import (
     BODY_KINDS,
     HTTP_TERMINAL_KINDS,
     Fault,
+    FaultChain,
     FaultKind,
     Faults,
 )
@@ -42,7 +43,7 @@ class ServiceInfo:
     """What the middleware needs to know about the service it fronts."""
 
     name: str
-    faults: Faults
+    faults: Faults | FaultChain
     stopping: asyncio.Event
     render_error: ErrorRenderer = text_error
 

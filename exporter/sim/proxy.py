@@ -1,8 +1,10 @@
 """The QPS REST API (port 4243): sessions, users and tickets per virtual proxy.
 
-Paths are ``/qps/[{vp}/]…``; no vp segment means the default virtual proxy (qlik-api-facts.md
-§3). Every call needs a matching xrfkey; the client certificate is the listener's job. Session
-objects are PascalCase, as Butler SOS and Ctrl-Q read them.
+Paths are ``/qps/[{vp}/]…``; no vp segment — or an empty one, ``/qps//session``, as Ctrl-Q sends
+for the default virtual proxy — means the default virtual proxy (qlik-api-facts.md §3, §9).
+Every call needs a matching xrfkey; the client certificate is the listener's job. Session
+objects are PascalCase, as Butler SOS and Ctrl-Q read them. Each node's proxy knows only its
+own sessions.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from exporter.sim.state import user_key
 
 if TYPE_CHECKING:
     from exporter.sim.simulator import Simulator
+    from exporter.sim.site import Node
 
 
 def _vp(request: web.Request, sim: Simulator) -> str:
@@ -40,8 +43,8 @@ def _ticket_fields(body: Any) -> tuple[str, str, tuple[dict[str, str], ...]]:
     return ud, uid, tuple(attrs)
 
 
-def create_app(sim: Simulator) -> web.Application:
-    """The QPS API application."""
+def create_app(sim: Simulator, node: Node) -> web.Application:
+    """The QPS API application of one node."""
 
     @web.middleware
     async def xrfkey(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -53,12 +56,13 @@ def create_app(sim: Simulator) -> web.Application:
 
     async def sessions(request: web.Request) -> web.StreamResponse:
         vp = _vp(request, sim)
-        return web.json_response([s.to_qps() for s in sim.proxy_sessions.find(vp=vp)])
+        found = sim.proxy_sessions.find(vp=vp, node=node.name)
+        return web.json_response([s.to_qps() for s in found])
 
     async def session(request: web.Request) -> web.StreamResponse:
         vp = _vp(request, sim)
         found = sim.proxy_sessions.get(request.match_info["id"])
-        if found is None or found.vp != vp:
+        if found is None or found.vp != vp or found.node != node.name:
             raise web.HTTPNotFound(text="Session not found.")
         if request.method == "DELETE":
             sim.proxy_sessions.delete(found.session_id)
@@ -68,9 +72,9 @@ def create_app(sim: Simulator) -> web.Application:
         vp = _vp(request, sim)
         who = user_key(request.match_info["dir"], request.match_info["id"])
         if request.method == "DELETE":
-            ended = sim.proxy_sessions.delete_user(who, vp=vp)
+            ended = sim.proxy_sessions.delete_user(who, vp=vp, node=node.name)
         else:
-            ended = sim.proxy_sessions.find(vp=vp, user=who)
+            ended = sim.proxy_sessions.find(vp=vp, user=who, node=node.name)
         return web.json_response([s.to_qps() for s in ended])
 
     async def ticket(request: web.Request) -> web.StreamResponse:
@@ -91,10 +95,10 @@ def create_app(sim: Simulator) -> web.Application:
         }
         return web.json_response(reply, status=201)
 
-    app = sim.service_app("proxy")
+    app = sim.service_app("proxy", node=node)
     app.middlewares.append(xrfkey)
     r = app.router
-    for base in ("/qps", "/qps/{vp}"):
+    for base in ("/qps", "/qps/", "/qps/{vp}"):
         r.add_get(f"{base}/session", sessions)
         r.add_route("GET", f"{base}/session/{{id}}", session)
         r.add_route("DELETE", f"{base}/session/{{id}}", session)

@@ -11,14 +11,17 @@ from exporter.sim import admin, cloud, engine, frontend, proxy, repository
 
 if TYPE_CHECKING:
     from exporter.sim.simulator import Simulator
+    from exporter.sim.site import Node
 
+NodeAppFactory = Callable[["Simulator", "Node"], web.Application]
 AppFactory = Callable[["Simulator"], web.Application]
 
-SERVICE_FACTORIES: dict[str, AppFactory] = {
+NODE_FACTORIES: dict[str, NodeAppFactory] = {
     "repository": repository.create_app,
     "proxy": proxy.create_app,
     "engine": engine.create_app,
     "frontend": frontend.create_app,
-    "cloud": cloud.create_app,
 }
+"""Services every node of a site runs (each on the node's own address)."""
+CLOUD_FACTORY: AppFactory = cloud.create_app
 ADMIN_FACTORY: AppFactory = admin.create_app

@@ -1,22 +1,42 @@
-"""The simulator: every service on its own TLS port on 127.0.0.1, plus a plain-HTTP admin port.
+"""The simulator: a Qlik Sense site (one node or several) with real TLS, plus a Qlik Cloud tenant.
 
-Usage::
+Single host (the default, as before)::
 
-    sim = Simulator(tmp_path)
+    sim = Simulator(tmp_path)                 # host "localhost", every service on 127.0.0.1
     await sim.start()
     ...  # https://localhost:{sim.ports.repository}/qrs/about with sim.certs_dir/client.pem
     await sim.stop()
+
+A multi-node site::
+
+    sim = Simulator(tmp_path, nodes=3)        # central + rim1 + rim2 (see site.DEFAULT_SITE)
+    await sim.start()
+    sim.hosts          # {"central.qliksim.test": "127.0.0.2", "rim1.qliksim.test": "127.0.0.3", …}
+    sim.resolver()     # a SiteResolver for the exporter's injectable resolver
+    sim.ports          # the same port numbers on every node
+    await sim.stop_node("rim1")               # its ports refuse; its services: no_communication
+
+Each node listens on its own loopback address (127.0.0.2, 127.0.0.3, …) with the same ports,
+and serves a certificate for ``<name>.qliksim.test`` and its address (SAN), issued by the site's
+CA (``root.pem``). Node files: ``certs_dir/nodes/<name>/server.pem``. ``nodes`` may also be a
+list of :class:`~exporter.sim.site.NodeSpec`. The Cloud tenant and the plain-HTTP admin port
+listen on ``bind`` (127.0.0.1); in a site the tenant's host is ``localhost``. Switches: the
+methods below (``stop_node``, ``start_node``, ``add_node``, ``remove_node``,
+``set_service_state``, ``stop_service``, ``start_service``, ``regenerate_node_certificate``,
+``license.*``, ``cloud.*``) and the same over HTTP (:mod:`exporter.sim.admin`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import errno
 import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,10 +44,12 @@ import jwt
 from aiohttp import web
 
 from exporter.sim import certs
-from exporter.sim.cloud import CloudTenant, FixedWindow
-from exporter.sim.faults import FaultKind, Faults
+from exporter.sim.cloud import CloudTenant
+from exporter.sim.faults import NODE_SERVICES, FaultChain, FaultKind, Faults
+from exporter.sim.license import SiteLicense
 from exporter.sim.middleware import ErrorRenderer, ServiceInfo, fault_middleware, text_error
-from exporter.sim.services import ADMIN_FACTORY, SERVICE_FACTORIES
+from exporter.sim.ratelimit import FixedWindow
+from exporter.sim.services import ADMIN_FACTORY, CLOUD_FACTORY, NODE_FACTORIES
 from exporter.sim.settings import (
     EngineSettings,
     HeaderVirtualProxy,
@@ -36,6 +58,15 @@ from exporter.sim.settings import (
     TicketVirtualProxy,
     VirtualProxy,
 )
+from exporter.sim.site import (
+    DEFAULT_DOMAIN,
+    DEFAULT_SITE,
+    AiohttpSiteResolver,
+    Node,
+    NodeSpec,
+    SiteResolver,
+    next_addresses,
+)
 from exporter.sim.state import ProxySessions, Tickets, user_key
 from exporter.sim.tls import CertPair, ClientCertMode, ServiceTls, build_service_tls
 
@@ -43,8 +74,38 @@ log = logging.getLogger(__name__)
 
 MUTUAL_SERVICES = ("repository", "proxy", "engine")
 ServiceName = Literal["repository", "proxy", "engine", "frontend", "cloud"]
+CertificateKind = Literal["other_ca", "wrong_host", "expired", "renewed"]
+CERTIFICATE_KINDS: tuple[CertificateKind, ...] = ("other_ca", "wrong_host", "expired", "renewed")
 KEY_PASSWORD = "QlikSimKeyPassword"  # noqa: S105 - test data, printed by the CLI on purpose
 """Password of the simulator's encrypted client-key variants and ``client.pfx`` (test data)."""
+NODE_KEY: web.AppKey[Node] = web.AppKey("node", Node)
+"""The node an application serves (``request.app[NODE_KEY]``)."""
+_BIND_ATTEMPTS = 8
+
+
+def _site_specs(nodes: int | Sequence[NodeSpec], domain: str) -> list[NodeSpec]:
+    """Complete node specs: names to host names, free loopback addresses, one central."""
+    if isinstance(nodes, int):
+        if nodes < 1:
+            raise ValueError("a site needs at least one node")
+        extra = [NodeSpec(f"rim{i}", purpose="production") for i in range(3, nodes)]
+        specs = [*DEFAULT_SITE, *extra][:nodes]
+    else:
+        specs = list(nodes)
+    if sum(s.central for s in specs) != 1:
+        raise ValueError("a site has exactly one central node")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError("node names must be unique")
+    free = iter(next_addresses({s.address for s in specs if s.address}, len(specs)))
+    return [
+        replace(
+            s,
+            host_name=s.host_name or f"{s.name}.{domain}",
+            address=s.address or next(free),
+        )
+        for s in specs
+    ]
 
 
 class Simulator:
@@ -55,6 +116,8 @@ class Simulator:
         workdir: Path,
         host: str = "localhost",
         *,
+        nodes: int | Sequence[NodeSpec] | None = None,
+        domain: str = DEFAULT_DOMAIN,
         build_version: str = "31.43.0.0",
         build_date: str = "4/12/2024 18:12:20 PM",
         engine_version: str = "12.1823.6",
@@ -72,7 +135,11 @@ class Simulator:
     ) -> None:
         self.workdir = Path(workdir)
         self.certs_dir = self.workdir
-        self.host = host
+        self.domain = domain
+        self.site_mode = nodes is not None
+        self.nodes: list[Node] = self._build_nodes(nodes, host, bind)
+        self.host = self.central.host_name
+        self.cloud_host = host
         self.build_version = build_version
         self.build_date = build_date
         self.engine = EngineSettings(
@@ -88,12 +155,13 @@ class Simulator:
         self.client_valid_days = client_valid_days
         self.server_valid_days = server_valid_days
         self.jwt_cert_valid_days = jwt_cert_valid_days
-        self.cloud = CloudTenant(host)
+        self.cloud = CloudTenant(self.cloud_host)
         self.cloud_rate_limit = cloud_rate_limit
         self.keys = key_pool or certs.SHARED_KEYS
+        self.license = SiteLicense()
 
         self.faults = Faults()
-        self.proxy_sessions = ProxySessions()
+        self.proxy_sessions = ProxySessions(default_node=self.central.name)
         self.tickets = Tickets()
         self.disabled_users: set[tuple[str, str]] = set()
         self.user_names: dict[tuple[str, str], str] = {
@@ -106,16 +174,62 @@ class Simulator:
             prefix="hdrdyn", header_name="X-Sso-Identity", pattern="$ud\\$id"
         )
         self.key_password = KEY_PASSWORD
+        self.cluster_id = "0b4c1c1e-7a2d-4f53-9a35-3d3b0b5c2f10"
 
         self.ca: certs.CertificateAuthority | None = None
-        self.tls: dict[str, ServiceTls] = {}
+        self.tls: dict[str, ServiceTls] = {}  # the Cloud listener's (node listeners: node.tls)
         self.stopping = asyncio.Event()
         self.websockets: set[web.WebSocketResponse] = set()
         self.engine_sessions: Counter[tuple[str, str]] = Counter()
         self.engine_sessions_total = 0
         self.engine_users_seen: set[tuple[str, str]] = set()
+        self.rpc_calls: Counter[tuple[str, bool]] = Counter()
+        """Engine JSON-RPC calls by (method, delta requested), for tests of real clients."""
         self.ticket_vp = TicketVirtualProxy()
         self._runners: list[web.AppRunner] = []
+        self._started = False
+
+    def _build_nodes(
+        self, nodes: int | Sequence[NodeSpec] | None, host: str, bind: str
+    ) -> list[Node]:
+        if nodes is None:
+            spec = NodeSpec(host.replace("/", "_") or "node", central=True, printing=True)
+            return [Node(spec, host, bind)]
+        return [
+            Node(s, s.host_name or s.name, s.address or "") for s in _site_specs(nodes, self.domain)
+        ]
+
+    # -- the site -----------------------------------------------------------------------------
+
+    @property
+    def central(self) -> Node:
+        """The central node."""
+        return next(n for n in self.nodes if n.is_central)
+
+    def node(self, name: str) -> Node:
+        """A node by name or host name (case-insensitive); ``KeyError`` when there is none."""
+        key = name.casefold()
+        for n in self.nodes:
+            if key in (n.name.casefold(), n.host_name.casefold()):
+                return n
+        raise KeyError(f"no node {name!r}; nodes: {', '.join(n.name for n in self.nodes)}")
+
+    @property
+    def hosts(self) -> dict[str, str]:
+        """Host name → address of every resolvable node: feed it to the exporter's resolver."""
+        return {n.host_name: n.address for n in self.nodes if n.resolvable}
+
+    def resolver(self) -> SiteResolver:
+        """An exporter ``Resolver`` for the node names (live: added nodes resolve too)."""
+        return SiteResolver(lambda: self.hosts)
+
+    def aiohttp_resolver(self) -> AiohttpSiteResolver:
+        """The same mapping for ``aiohttp.TCPConnector(resolver=…)``."""
+        return AiohttpSiteResolver(lambda: self.hosts)
+
+    def faults_for(self, node: Node | None) -> Faults | FaultChain:
+        """The faults a node's services obey: its own first, then the site-wide ones."""
+        return self.faults if node is None else FaultChain(node.faults, self.faults)
 
     # -- public helpers -------------------------------------------------------------------
 
@@ -127,8 +241,11 @@ class Simulator:
     @client_cert_mode.setter
     def client_cert_mode(self, mode: Literal["required", "forbidden_403"]) -> None:
         self._client_cert_mode = mode
-        for tls in self.tls.values():
+        for tls in self._all_tls():
             tls.set_client_cert_mode(self._tls_mode())
+
+    def _all_tls(self) -> list[ServiceTls]:
+        return [*self.tls.values(), *(t for n in self.nodes for t in n.tls.values())]
 
     @property
     def cloud_rate_limit(self) -> tuple[int, float] | None:
@@ -151,10 +268,13 @@ class Simulator:
         return self.cloud.owner_id
 
     def cloud_issue_api_key(
-        self, sub: str | None = None, expires_in: float | None = 86400 * 30
+        self, sub: str | None = None, expires_in: float | None = 86400 * 30, *, admin: bool = True
     ) -> str:
-        """Issue a Cloud API key (ES384 JWT) for ``sub``; ``expires_in=None`` never expires."""
-        return self.cloud.issue_api_key(sub, expires_in)
+        """Issue a Cloud API key (ES384 JWT) for ``sub``; ``expires_in=None`` never expires.
+
+        A new ``sub`` becomes a tenant user, a tenant admin unless ``admin=False``.
+        """
+        return self.cloud.issue_api_key(sub, expires_in, admin=admin)
 
     def cloud_revoke(self, key_or_jti: str) -> str:
         """Revoke a Cloud API key (the key or its jti); returns the jti."""
@@ -221,16 +341,22 @@ class Simulator:
                 return name
         return user_id
 
-    def url(self, service: ServiceName, path: str = "/") -> str:
-        """``https://<host>:<port><path>`` of a service."""
-        return f"https://{self.host}:{getattr(self.ports, service)}{path}"
+    def url(self, service: ServiceName, path: str = "/", node: str | None = None) -> str:
+        """``https://<host>:<port><path>`` of a service (the central node's unless ``node``)."""
+        if service == "cloud":
+            host = self.cloud_host
+        else:
+            host = (self.node(node) if node else self.central).host_name
+        return f"https://{host}:{getattr(self.ports, service)}{path}"
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Write certificates, then bind every service on a free (or the requested) port.
 
-        If a port cannot be bound, whatever already started is stopped and the error raised.
+        Site nodes share port numbers: when one is taken on another node's address, every node
+        is rebound on fresh ports. If a port cannot be bound, whatever already started is
+        stopped and the error raised.
         """
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.stopping.clear()
@@ -240,22 +366,65 @@ class Simulator:
         except BaseException:
             await self.stop()
             raise
+        self._started = True
         log.info("simulator listening: %s", asdict(self.ports))
 
     async def _start_services(self) -> None:
-        for name, factory in SERVICE_FACTORIES.items():
-            requested = getattr(self._requested_ports, name)
-            setattr(self.ports, name, await self._serve(factory(self), requested, self.tls[name]))
-        self.ports.admin = await self._serve(ADMIN_FACTORY(self), self._requested_ports.admin, None)
+        await self._start_nodes()
+        self.ports.cloud = await self._serve_shared(
+            CLOUD_FACTORY(self), self._requested_ports.cloud, self.tls["cloud"]
+        )
+        self.ports.admin = await self._serve_shared(
+            ADMIN_FACTORY(self), self._requested_ports.admin, None
+        )
+
+    async def _start_nodes(self) -> None:
+        fixed = any(getattr(self._requested_ports, s) for s in NODE_SERVICES)
+        for attempt in range(_BIND_ATTEMPTS):
+            for service in NODE_SERVICES:
+                setattr(self.ports, service, getattr(self._requested_ports, service))
+            try:
+                for node in sorted(self.nodes, key=lambda n: not n.is_central):
+                    await self._start_node_listeners(node)
+                return
+            except OSError as exc:
+                await asyncio.gather(*(self._stop_node_listeners(n) for n in self.nodes))
+                if fixed or exc.errno != errno.EADDRINUSE or attempt == _BIND_ATTEMPTS - 1:
+                    raise
+
+    async def _start_node_listeners(self, node: Node) -> None:
+        """Bind the node's listeners on the site's ports (picking them on the first node)."""
+        for service in node.listeners():
+            app = NODE_FACTORIES[service](self, node)
+            runner, port = await self._serve(
+                app, node.address, getattr(self.ports, service), node.tls[service]
+            )
+            node.runners[service] = runner
+            setattr(self.ports, service, port)
+        node.running = True
+        node.refresh_states()
+
+    async def _stop_node_listeners(self, node: Node, services: Sequence[str] | None = None) -> None:
+        for ws in list(node.websockets):
+            if services is None or "engine" in services or "frontend" in services:
+                await ws.close(code=1001, message=b"service stopping")
+        for service in list(services or node.runners):
+            runner = node.runners.pop(service, None)
+            if runner is not None:
+                await runner.cleanup()
 
     async def stop(self) -> None:
         """Stop every listener; hung handlers and open websockets are ended first."""
         self.stopping.set()
         for ws in list(self.websockets):
             await ws.close(code=1001, message=b"simulator stopping")
+        for node in self.nodes:
+            await self._stop_node_listeners(node)
+            node.running = False
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        self._started = False
 
     async def __aenter__(self) -> Simulator:
         await self.start()
@@ -264,26 +433,46 @@ class Simulator:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _serve(self, app: web.Application, port: int, tls: ServiceTls | None) -> int:
+    async def _serve(
+        self, app: web.Application, address: str, port: int, tls: ServiceTls | None
+    ) -> tuple[web.AppRunner, int]:
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0, access_log=None)
         await runner.setup()
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((address, port))
+            except OSError:
+                sock.close()
+                raise
+            site = web.SockSite(runner, sock, ssl_context=tls.main if tls else None)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        return runner, int(sock.getsockname()[1])
+
+    async def _serve_shared(self, app: web.Application, port: int, tls: ServiceTls | None) -> int:
+        runner, bound = await self._serve(app, self.bind, port, tls)
         self._runners.append(runner)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.bind, port))
-        site = web.SockSite(runner, sock, ssl_context=tls.main if tls else None)
-        await site.start()
-        return int(sock.getsockname()[1])
+        return bound
 
     def service_app(
-        self, service: ServiceName, render_error: ErrorRenderer = text_error
+        self,
+        service: ServiceName,
+        render_error: ErrorRenderer = text_error,
+        node: Node | None = None,
     ) -> web.Application:
         """A new application for ``service`` with its fault (and client-certificate) checks."""
-        info = ServiceInfo(service, self.faults, self.stopping, render_error)
+        info = ServiceInfo(service, self.faults_for(node), self.stopping, render_error)
         middlewares = [fault_middleware(info)]
         if service in MUTUAL_SERVICES:
             middlewares.append(self._client_cert_middleware())
-        return web.Application(middlewares=middlewares)
+        app = web.Application(middlewares=middlewares)
+        if node is not None:
+            app[NODE_KEY] = node
+        return app
 
     def _client_cert_middleware(self) -> Any:
         @web.middleware
@@ -299,32 +488,285 @@ class Simulator:
 
         return check
 
+    # -- switches: nodes and services -----------------------------------------------------
+
+    async def stop_node(self, name: str) -> Node:
+        """Stop a node: every port refuses, its proxy sessions end, its services lose contact."""
+        node = self.node(name)
+        await self._stop_node_listeners(node)
+        node.running = False
+        self.proxy_sessions.drop_node(node.name)
+        node.refresh_states()
+        return node
+
+    async def start_node(self, name: str) -> Node:
+        """Start a stopped node again on the same address and ports."""
+        node = self.node(name)
+        if not node.running:
+            node.stopped_services.clear()
+            await self._start_node_listeners(node)
+        return node
+
+    async def stop_service(self, name: str, service: str) -> Node:
+        """Stop a node's ``repository``, ``proxy`` or ``engine``: its port refuses connections."""
+        node = self.node(name)
+        listeners = {
+            "repository": ["repository"],
+            "proxy": ["proxy", "frontend"],
+            "engine": ["engine"],
+        }
+        if service not in listeners:
+            raise ValueError("only repository, proxy and engine have listeners to stop")
+        node.stopped_services.add(service)
+        await self._stop_node_listeners(node, listeners[service])
+        if service == "proxy":
+            self.proxy_sessions.drop_node(node.name)
+        node.refresh_states()
+        return node
+
+    async def start_service(self, name: str, service: str) -> Node:
+        """Start a stopped service of a node again."""
+        node = self.node(name)
+        node.stopped_services.discard(service)
+        if node.running:
+            for listener in node.listeners():
+                if listener not in node.runners:
+                    app = NODE_FACTORIES[listener](self, node)
+                    port = getattr(self.ports, listener)
+                    node.runners[listener], _ = await self._serve(
+                        app, node.address, port, node.tls[listener]
+                    )
+        node.refresh_states()
+        return node
+
+    def set_service_state(
+        self, name: str, service: str, state: str | None, timestamp: dt.datetime | None = None
+    ) -> Node:
+        """Set what ``/qrs/ServiceStatus/full`` says of one service (``None``: the natural state).
+
+        Only the reported state changes; listeners stay as they are.
+        """
+        node = self.node(name)
+        node.set_state(
+            service, state if state is not None else node.natural_state(service), timestamp
+        )
+        return node
+
+    def set_node_versions(
+        self, name: str, *, build_version: str | None = None, engine_version: str | None = None
+    ) -> Node:
+        """Run another build on one node (``None``: the site's version)."""
+        node = self.node(name)
+        node.build_version = build_version
+        node.engine_version = engine_version
+        return node
+
+    async def add_node(self, spec: NodeSpec) -> Node:
+        """Add a node and start it; ``/qrs/servernodeconfiguration`` lists it at once."""
+        if spec.central:
+            raise ValueError("a site has exactly one central node")
+        if any(spec.name.casefold() == n.name.casefold() for n in self.nodes):
+            raise ValueError(f"a node named {spec.name!r} exists")
+        taken = {n.address for n in self.nodes}
+        address = spec.address or next_addresses(taken, 1)[0]
+        if address in taken:
+            raise ValueError(f"address {address} is taken by another node")
+        node = Node(spec, spec.host_name or f"{spec.name}.{self.domain}", address)
+        self.nodes.append(node)
+        if self.ca is not None:
+            self._write_node_certificates(node)
+            if self._started:
+                try:
+                    await self._start_node_listeners(node)
+                except OSError:
+                    await self._stop_node_listeners(node)
+                    self.nodes.remove(node)
+                    raise
+        return node
+
+    async def remove_node(self, name: str) -> Node:
+        """Remove a rim node: it stops and disappears from the QRS answers."""
+        node = self.node(name)
+        if node.is_central:
+            raise ValueError("the central node cannot be removed")
+        await self.stop_node(node.name)
+        self.nodes.remove(node)
+        return node
+
     # -- certificates ---------------------------------------------------------------------
 
     def _write_certificates(self) -> None:
         d = self.certs_dir
+        central = self.central
         export = certs.write_qmc_export(
             d,
-            self.host,
+            central.host_name,
             client_valid_days=self.client_valid_days,
             server_valid_days=self.server_valid_days,
             keys=self.keys,
+            server_san=self._server_san(central),
         )
         self.ca = export.ca
         self._write_key_variants(export.client.certificate)
         self._write_jwt_pair(export.ca)
-        alternates = self._write_alternates(export.ca)
-        main = CertPair(export.server_file, export.server_key_file)
-        for name in ("repository", "proxy", "engine", "frontend", "cloud"):
-            mutual = name in MUTUAL_SERVICES
-            self.tls[name] = build_service_tls(
-                name,
-                self.faults,
-                main,
-                alternates,
-                client_ca=export.root_file if mutual else None,
+        for node in self.nodes:
+            self._write_node_certificates(node, export)
+        self._write_cloud_certificate(export)
+
+    def _server_san(self, node: Node) -> list[str]:
+        # The single host keeps a name-only SAN, like a QMC export; site nodes also carry their
+        # address so a client may connect by either.
+        return [node.host_name, node.address] if self.site_mode else [node.host_name]
+
+    def _node_dir(self, node: Node) -> Path:
+        return self.certs_dir if not self.site_mode else self.certs_dir / "nodes" / node.name
+
+    def _write_node_certificates(self, node: Node, export: certs.QmcExport | None = None) -> None:
+        """The node's server certificate and the TLS contexts of its listeners."""
+        assert self.ca is not None
+        d = self._node_dir(node)
+        d.mkdir(parents=True, exist_ok=True)
+        if export is not None and node.is_central and not self.site_mode:
+            pair = CertPair(export.server_file, export.server_key_file)
+        else:
+            nb, na = certs.validity(valid_days=self.server_valid_days)
+            leaf = self.ca.issue(
+                node.host_name,
+                not_before=nb,
+                not_after=na,
+                server=True,
+                key=self.keys.get("server"),
+                san=self._server_san(node),
+            )
+            pair = CertPair(d / "server.pem", d / "server_key.pem")
+            leaf.write(pair.cert_file, pair.key_file)
+        node.original_cert_pem = pair.cert_file.read_bytes()
+        source = self._alternate_source(node, d / "alt")
+        root = self.certs_dir / "root.pem"
+        for service in NODE_SERVICES:
+            mutual = service in MUTUAL_SERVICES
+            node.tls[service] = build_service_tls(
+                service,
+                self.faults_for(node),
+                pair,
+                source,
+                client_ca=root if mutual else None,
                 mode=self._tls_mode() if mutual else "none",
             )
+
+    def _write_cloud_certificate(self, export: certs.QmcExport) -> None:
+        assert self.ca is not None
+        if not self.site_mode:
+            pair = CertPair(export.server_file, export.server_key_file)
+            alt = self.certs_dir / "alt"
+            source = self._alternate_source(self.central, alt)
+        else:
+            d = self.certs_dir / "cloud"
+            d.mkdir(parents=True, exist_ok=True)
+            leaf = self.ca.issue(
+                self.cloud_host, server=True, key=self.keys.get("server"), san=[self.cloud_host]
+            )
+            pair = CertPair(d / "server.pem", d / "server_key.pem")
+            leaf.write(pair.cert_file, pair.key_file)
+            source = self._alternate_source_for(self.cloud_host, d / "alt")
+        self.tls["cloud"] = build_service_tls(
+            "cloud", self.faults, pair, source, client_ca=None, mode="none"
+        )
+
+    def _alternate_source(self, node: Node, directory: Path) -> Callable[[FaultKind], CertPair]:
+        return self._alternate_source_for(node.host_name, directory, self._server_san(node))
+
+    def _alternate_source_for(
+        self, host: str, directory: Path, san: list[str] | None = None
+    ) -> Callable[[FaultKind], CertPair]:
+        """Issues the ``cert_*`` fault certificates for ``host`` on first use (then cached)."""
+        cache: dict[FaultKind, CertPair] = {}
+        names = san or [host]
+
+        def issue(kind: FaultKind) -> CertPair:
+            if kind not in cache:
+                directory.mkdir(parents=True, exist_ok=True)
+                leaf = self._faulty_leaf(kind, host, names)
+                pair = CertPair(
+                    directory / f"{kind.value}.pem", directory / f"{kind.value}_key.pem"
+                )
+                leaf.write(pair.cert_file, pair.key_file)
+                cache[kind] = pair
+            return cache[kind]
+
+        return issue
+
+    def _faulty_leaf(self, kind: FaultKind, host: str, san: list[str]) -> certs.IssuedCertificate:
+        """Server certificates for the ``cert_*`` faults: other host, expired, other CA, no SAN."""
+        assert self.ca is not None
+        key = self.keys.get("server")
+        if kind is FaultKind.CERT_WRONG_HOST:
+            return self.ca.issue(
+                "wrong-host.invalid", san_dns=["wrong-host.invalid"], server=True, key=key
+            )
+        if kind is FaultKind.CERT_EXPIRED:
+            nb, na = certs.validity(expired=True)
+            return self.ca.issue(host, not_before=nb, not_after=na, server=True, key=key, san=san)
+        if kind is FaultKind.CERT_UNTRUSTED:
+            # Same subject and issuer name as the real CA, different key: only the signature
+            # tells them apart, as when a client trusts another site's root.pem.
+            return self._other_ca().issue(host, server=True, key=key, san=san)
+        if kind is FaultKind.CERT_NO_SAN:
+            # The host only in the subject CN, no SAN: as old self-made certificates are.
+            return self.ca.issue(host, server=True, key=key)
+        raise ValueError(f"{kind.value} is not a certificate fault")
+
+    def _other_ca(self) -> certs.CertificateAuthority:
+        assert self.ca is not None
+        other = certs.CertificateAuthority.create(
+            self.ca.root.common_name, key=self.keys.get("untrusted-ca")
+        )
+        alt = self.certs_dir / "alt"
+        alt.mkdir(exist_ok=True)
+        other.root.write(alt / "untrusted_root.pem")
+        return other
+
+    def regenerate_node_certificate(
+        self, name: str, kind: CertificateKind = "other_ca", *, valid_days: float | None = None
+    ) -> Path:
+        """Replace one node's server certificate on every listener of that node (new handshakes).
+
+        ``other_ca``: issued by another CA of the same name (as after a node was reinstalled);
+        ``wrong_host``: for another host; ``expired``; ``renewed``: a fresh one from the site CA
+        (``valid_days`` sets its lifetime). Returns the new certificate file.
+        """
+        node = self.node(name)
+        if kind not in CERTIFICATE_KINDS:
+            raise ValueError(f"certificate kind must be one of {', '.join(CERTIFICATE_KINDS)}")
+        assert self.ca is not None, "start() the simulator first"
+        san = self._server_san(node)
+        key = self.keys.get("server")
+        if kind == "other_ca":
+            leaf = self._other_ca().issue(node.host_name, server=True, key=key, san=san)
+        elif kind == "wrong_host":
+            leaf = self._faulty_leaf(FaultKind.CERT_WRONG_HOST, node.host_name, san)
+        elif kind == "expired":
+            leaf = self._faulty_leaf(FaultKind.CERT_EXPIRED, node.host_name, san)
+        else:
+            nb, na = certs.validity(valid_days=valid_days)
+            leaf = self.ca.issue(
+                node.host_name, not_before=nb, not_after=na, server=True, key=key, san=san
+            )
+        d = self._node_dir(node)
+        pair = CertPair(d / f"regenerated_{kind}.pem", d / f"regenerated_{kind}_key.pem")
+        leaf.write(pair.cert_file, pair.key_file)
+        for ctx in node.server_contexts():
+            ctx.load_cert_chain(pair.cert_file, pair.key_file)
+        node.certificate = kind
+        return pair.cert_file
+
+    def restore_node_certificate(self, name: str) -> None:
+        """Serve the node's original server certificate again."""
+        node = self.node(name)
+        d = self._node_dir(node)
+        for ctx in node.server_contexts():
+            ctx.load_cert_chain(d / "server.pem", d / "server_key.pem")
+        node.certificate = "original"
 
     def _write_key_variants(self, client: certs.IssuedCertificate) -> None:
         """Other encodings of the client key, as other exports and tools produce them."""
@@ -344,38 +786,6 @@ class Simulator:
             key_format="pkcs8",
         )
         self.jwt_vp.certificate_pem = pair.cert_pem
-
-    def _write_alternates(self, ca: certs.CertificateAuthority) -> dict[FaultKind, CertPair]:
-        """Server certificates for the ``cert_*`` faults: other host, expired, other CA, no SAN."""
-        alt = self.certs_dir / "alt"
-        alt.mkdir(exist_ok=True)
-        server_key = self.keys.get("server")
-        other_ca = certs.CertificateAuthority.create(
-            f"{self.host}-CA", key=self.keys.get("untrusted-ca")
-        )
-        other_ca.root.write(alt / "untrusted_root.pem")
-        nb, na = certs.validity(expired=True)
-        leaves = {
-            FaultKind.CERT_WRONG_HOST: ca.issue(
-                "wrong-host.invalid", san_dns=["wrong-host.invalid"], server=True, key=server_key
-            ),
-            FaultKind.CERT_EXPIRED: ca.issue(
-                self.host, not_before=nb, not_after=na, server=True, key=server_key, san=[self.host]
-            ),
-            # Same subject and issuer name as the real CA, different key: only the signature
-            # tells them apart, as when a client trusts another site's root.pem.
-            FaultKind.CERT_UNTRUSTED: other_ca.issue(
-                self.host, server=True, key=server_key, san=[self.host]
-            ),
-            # The host only in the subject CN, no SAN: as old self-made certificates are.
-            FaultKind.CERT_NO_SAN: ca.issue(self.host, server=True, key=server_key),
-        }
-        pairs: dict[FaultKind, CertPair] = {}
-        for kind, leaf in leaves.items():
-            pair = CertPair(alt / f"{kind.value}.pem", alt / f"{kind.value}_key.pem")
-            leaf.write(pair.cert_file, pair.key_file)
-            pairs[kind] = pair
-        return pairs
 
     def issue_client_files(self, directory: Path, **kwargs: Any) -> certs.ClientFiles:
         """Client credentials from this CA; arguments as :func:`certs.write_client_files`."""

@@ -22,7 +22,10 @@ def user_key(user_directory: str, user_id: str) -> UserKey:
 
 @dataclass(frozen=True, slots=True)
 class ProxySession:
-    """One proxy session of a user on a virtual proxy (``vp`` is ``""`` for the default one)."""
+    """One proxy session of a user on a virtual proxy (``vp`` is ``""`` for the default one).
+
+    ``node`` names the node whose proxy holds the session: each proxy lists only its own.
+    """
 
     session_id: str
     vp: str
@@ -31,6 +34,7 @@ class ProxySession:
     user_name: str
     attributes: tuple[dict[str, str], ...] = ()
     created: float = field(default_factory=time.time)
+    node: str = ""
 
     @property
     def user(self) -> UserKey:
@@ -49,10 +53,11 @@ class ProxySession:
 
 
 class ProxySessions:
-    """Every live proxy session, by id."""
+    """Every live proxy session, by id; sessions created without a node go to ``default_node``."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_node: str = "") -> None:
         self._by_id: dict[str, ProxySession] = {}
+        self.default_node = default_node
 
     def create(
         self,
@@ -61,6 +66,7 @@ class ProxySessions:
         user_id: str,
         user_name: str | None = None,
         attributes: tuple[dict[str, str], ...] = (),
+        node: str | None = None,
     ) -> ProxySession:
         """Start a session (each login through a virtual proxy creates one)."""
         session = ProxySession(
@@ -70,6 +76,7 @@ class ProxySessions:
             user_id=user_id,
             user_name=user_name or user_id,
             attributes=attributes,
+            node=self.default_node if node is None else node,
         )
         self._by_id[session.session_id] = session
         return session
@@ -78,21 +85,32 @@ class ProxySessions:
         """The session with that id, if still live."""
         return self._by_id.get(session_id)
 
-    def find(self, vp: str | None = None, user: UserKey | None = None) -> list[ProxySession]:
-        """Sessions, optionally of one virtual proxy and/or one user."""
+    def find(
+        self, vp: str | None = None, user: UserKey | None = None, node: str | None = None
+    ) -> list[ProxySession]:
+        """Sessions, optionally of one virtual proxy, one user and/or one node's proxy."""
         return [
             s
             for s in self._by_id.values()
-            if (vp is None or s.vp == vp) and (user is None or s.user == user)
+            if (vp is None or s.vp == vp)
+            and (user is None or s.user == user)
+            and (node is None or s.node == node)
         ]
+
+    def drop_node(self, node: str) -> None:
+        """Forget the sessions of a proxy that stopped (they lived in its memory)."""
+        for s in self.find(node=node):
+            del self._by_id[s.session_id]
 
     def delete(self, session_id: str) -> ProxySession | None:
         """End one session."""
         return self._by_id.pop(session_id, None)
 
-    def delete_user(self, user: UserKey, vp: str | None = None) -> list[ProxySession]:
-        """End every session of a user (on one virtual proxy, or on all)."""
-        ended = self.find(vp=vp, user=user)
+    def delete_user(
+        self, user: UserKey, vp: str | None = None, node: str | None = None
+    ) -> list[ProxySession]:
+        """End every session of a user (on one virtual proxy, or on all; on one node or all)."""
+        ended = self.find(vp=vp, user=user, node=node)
         for s in ended:
             del self._by_id[s.session_id]
         return ended

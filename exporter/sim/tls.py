@@ -4,7 +4,8 @@ Each listener has one server ``SSLContext``. Its ``sni_callback`` runs on every 
 also when the client sends no SNI (clients connecting by IP address), where OpenSSL passes
 ``None`` as the name — and, when a certificate fault is active for the service, swaps
 ``ssl_object.context`` to an alternative context holding the faulty certificate. The listeners
-never restart, so faults can be flipped between two requests.
+never restart, so faults can be flipped between two requests. Alternative certificates are
+issued on first use, so a site of many nodes costs one certificate per node until a fault is set.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from exporter.sim.faults import TLS_KINDS, FaultKind, Faults
+from exporter.sim.faults import TLS_KINDS, FaultChain, FaultKind, Faults
 
 ClientCertMode = Literal["required", "optional", "none"]
 
@@ -46,6 +47,8 @@ def server_context(pair: CertPair, client_ca: Path | None, mode: ClientCertMode)
 
 
 SniCallback = Callable[[ssl.SSLObject, str | None, ssl.SSLContext], int | None]
+AlternateSource = Callable[[FaultKind], CertPair]
+"""Issues (or returns the already issued) faulty certificate of one kind."""
 
 
 @dataclass(slots=True)
@@ -54,25 +57,39 @@ class ServiceTls:
 
     service: str
     main: ssl.SSLContext
+    source: AlternateSource
+    client_ca: Path | None
+    mode: ClientCertMode
     alternates: dict[FaultKind, ssl.SSLContext] = field(default_factory=dict)
-    mutual: bool = False
+
+    @property
+    def mutual(self) -> bool:
+        """Whether this listener asks for client certificates."""
+        return self.client_ca is not None
 
     def contexts(self) -> list[ssl.SSLContext]:
         """Every context of this listener."""
         return [self.main, *self.alternates.values()]
 
+    def alternate(self, kind: FaultKind) -> ssl.SSLContext:
+        """The context serving the faulty certificate of ``kind`` (built on first use)."""
+        if kind not in self.alternates:
+            self.alternates[kind] = server_context(self.source(kind), self.client_ca, self.mode)
+        return self.alternates[kind]
+
     def set_client_cert_mode(self, mode: ClientCertMode) -> None:
         """Change client-certificate checking for new connections (mutual-TLS listeners only)."""
         if self.mutual:
+            self.mode = mode
             for ctx in self.contexts():
                 ctx.verify_mode = _VERIFY[mode]
 
 
 def build_service_tls(
     service: str,
-    faults: Faults,
+    faults: Faults | FaultChain,
     main: CertPair,
-    alternates: dict[FaultKind, CertPair],
+    alternates: AlternateSource,
     *,
     client_ca: Path | None,
     mode: ClientCertMode,
@@ -82,17 +99,12 @@ def build_service_tls(
     The alternatives verify clients exactly like the main context: after the swap OpenSSL
     checks the client chain against the new context's trust store.
     """
-    tls = ServiceTls(
-        service,
-        server_context(main, client_ca, mode),
-        {k: server_context(p, client_ca, mode) for k, p in alternates.items()},
-        mutual=client_ca is not None,
-    )
+    tls = ServiceTls(service, server_context(main, client_ca, mode), alternates, client_ca, mode)
 
     def choose(ssl_obj: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
         fault = faults.take(service, TLS_KINDS)
-        if fault is not None and fault.kind in tls.alternates:
-            ssl_obj.context = tls.alternates[fault.kind]
+        if fault is not None:
+            ssl_obj.context = tls.alternate(fault.kind)
 
     tls.main.sni_callback = choose
     return tls

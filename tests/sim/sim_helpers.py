@@ -64,3 +64,31 @@ def mint_jwt(
     payload = {k: v for k, v in payload.items() if v is not None}
     signing_key = key if key is not None else (certs_dir / "jwt_signing_key.pem").read_bytes()
     return jwt.encode(payload, signing_key, algorithm=algorithm)
+
+
+async def site_call(
+    sim: Any,
+    method: str,
+    url: str,
+    ctx: ssl.SSLContext | bool,
+    headers: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> tuple[int, CIMultiDict[str], str]:
+    """Like :func:`call`, resolving the site's node names through the simulator's mapping."""
+    connector = aiohttp.TCPConnector(resolver=sim.aiohttp_resolver())
+    async with (
+        aiohttp.ClientSession(timeout=TIMEOUT, connector=connector) as session,
+        session.request(method, url, ssl=ctx, headers=headers or {}, **kwargs) as resp,
+    ):
+        return resp.status, resp.headers.copy(), await resp.text()
+
+
+def qrs_url(sim: Any, path: str, node: str | None = None, query: str = "") -> str:
+    """A QRS URL on a node with the test xrfkey (and more query when given)."""
+    extra = f"&{query}" if query else ""
+    return sim.url("repository", f"{path}?xrfkey={XRFKEY}{extra}", node=node)
+
+
+def qps_url(sim: Any, path: str, node: str | None = None) -> str:
+    """A QPS API URL on a node with the test xrfkey."""
+    return sim.url("proxy", f"{path}?xrfkey={XRFKEY}", node=node)

@@ -104,3 +104,35 @@ def test_busy_fixed_port_exits_1(tmp_path):
         )
     assert proc.returncode == 1
     assert "cannot start" in proc.stderr
+
+
+async def test_nodes_flag_runs_a_site_and_writes_hosts(tmp_path):
+    """--nodes 3: sim.json names every node with its address; the banner's curl resolves."""
+    args = build_parser().parse_args(["--dir", str(tmp_path), "--nodes", "3"])
+    out, stop = io.StringIO(), asyncio.Event()
+    task = asyncio.create_task(run_forever(simulator_from_args(args), out=out, stop=stop))
+    for _ in range(100):
+        if "curl" in out.getvalue():
+            break
+        await asyncio.sleep(0.05)
+    try:
+        text = out.getvalue()
+        state = json.loads((tmp_path / "sim.json").read_text())
+        assert state["hosts"] == {
+            "central.qliksim.test": "127.0.0.2",
+            "rim1.qliksim.test": "127.0.0.3",
+            "rim2.qliksim.test": "127.0.0.4",
+        }
+        port = state["ports"]["repository"]
+        assert f"--resolve central.qliksim.test:{port}:127.0.0.2" in text
+        assert "127.0.0.3 rim1.qliksim.test" in text
+        oauth = json.loads((tmp_path / "cloud_oauth_client.json").read_text())
+        assert (tmp_path / "cloud_oauth_client.json").stat().st_mode & 0o077 == 0
+        assert set(oauth) == {"client_id", "client_secret"}
+        ctx = ssl.create_default_context(cafile=tmp_path / "root.pem")
+        ctx.load_cert_chain(tmp_path / "client.pem", tmp_path / "client_key.pem")
+        url = f"https://127.0.0.3:{port}/qrs/about?xrfkey={XRFKEY}"
+        assert (await call("GET", url, ctx, qrs_headers()))[0] == 200
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)

@@ -172,3 +172,92 @@ async def test_healthcheck_counts_live_sessions(sim, sim_mtls):
         assert body["session"]["active"] == 1
         assert body["users"]["active"] == 1
         await ws.close()
+
+
+async def rpc(ws, msg_id: int, method: str, handle: int = -1, params=None, **extra) -> dict:
+    request = {"jsonrpc": "2.0", "id": msg_id, "method": method, "handle": handle}
+    await ws.send_json({**request, "params": params or [], **extra})
+    return await receive(ws)
+
+
+async def test_delta_request_gets_json_patch_results(sim, sim_mtls):
+    """`delta: true`: add / first, [] while unchanged, replace / after a change (per handle)."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        ws = await ws_open(session, sim, sim_mtls)
+        await receive(ws)
+        first = await rpc(ws, 1, "EngineVersion", delta=True)
+        assert first == {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "delta": True,
+            "result": {
+                "qVersion": [
+                    {"op": "add", "path": "/", "value": {"qComponentVersion": "12.1823.6"}}
+                ]
+            },
+        }
+        assert (await rpc(ws, 2, "EngineVersion", delta=True))["result"] == {"qVersion": []}
+        sim.engine.version = "12.1900.1"
+        changed = (await rpc(ws, 3, "EngineVersion", delta=True))["result"]["qVersion"]
+        assert changed == [
+            {"op": "replace", "path": "/", "value": {"qComponentVersion": "12.1900.1"}}
+        ]
+        await ws.close()
+
+
+async def test_delta_state_is_per_connection(sim, sim_mtls):
+    """A new websocket starts over: its first delta answer is a full `add`."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        for _ in range(2):
+            ws = await ws_open(session, sim, sim_mtls)
+            await receive(ws)
+            reply = await rpc(ws, 1, "ProductVersion", delta=True)
+            assert reply["result"]["qReturn"] == [{"op": "add", "path": "/", "value": "12.1823.6"}]
+            await ws.close()
+
+
+async def test_without_delta_results_are_plain(sim, sim_mtls):
+    """Requests without `delta` get plain results and no `delta` member."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        ws = await ws_open(session, sim, sim_mtls)
+        await receive(ws)
+        reply = await rpc(ws, 1, "EngineVersion", delta=False)
+        assert "delta" not in reply
+        assert reply["result"] == {"qVersion": {"qComponentVersion": "12.1823.6"}}
+        await ws.close()
+
+
+async def test_open_doc_returns_a_doc_handle_with_a_layout(sim, sim_mtls):
+    """OpenDoc on a known app gives a Doc handle (the same one again); GetAppLayout works."""
+    app = sim.engine.apps[0]
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        ws = await ws_open(session, sim, sim_mtls, f"/app/{app}")
+        await receive(ws)
+        reply = await rpc(ws, 1, "OpenDoc", params=[app])
+        assert reply["result"] == {"qReturn": {"qType": "Doc", "qHandle": 1, "qGenericId": app}}
+        again = await rpc(ws, 2, "OpenDoc", params={"qDocName": app})
+        assert again["result"]["qReturn"]["qHandle"] == 1
+        layout = await rpc(ws, 3, "GetAppLayout", handle=1, delta=True)
+        assert layout["result"]["qLayout"][0]["value"]["qTitle"] == app
+        await ws.close()
+
+
+async def test_open_unknown_app_is_app_not_found(sim, sim_mtls):
+    """OpenDoc on an unknown app: error 1003 (LOCERR_APP_NOT_FOUND) naming the app."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        ws = await ws_open(session, sim, sim_mtls)
+        await receive(ws)
+        reply = await rpc(ws, 1, "OpenDoc", params=["no-such-app"])
+        assert (reply["error"]["code"], reply["error"]["parameter"]) == (1003, "no-such-app")
+        unknown_handle = await rpc(ws, 2, "GetAppLayout", handle=7)
+        assert unknown_handle["error"]["code"] == -32602
+        await ws.close()
+
+
+async def test_get_active_doc_without_a_session_app_is_an_error(sim, sim_mtls):
+    """GetActiveDoc on /app/engineData has no document to return."""
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        ws = await ws_open(session, sim, sim_mtls)
+        await receive(ws)
+        assert (await rpc(ws, 1, "GetActiveDoc"))["error"]["code"] == 1003
+        await ws.close()
