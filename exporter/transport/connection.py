@@ -115,6 +115,14 @@ async def connect(
     t = time.perf_counter()
     try:
         await writer.start_tls(ctx, server_hostname=host.strip("[]"))
+    except (ConnectionError, EOFError) as exc:
+        writer.transport.abort()
+        # No request was sent yet: the handshake failed, whatever the socket says.
+        raise ProbeFailure(
+            Reason.TLS_HANDSHAKE,
+            f"TLS with {host} failed: the connection was closed during the handshake "
+            f"({exc.__class__.__name__})",
+        ) from None
     except BaseException:
         writer.transport.abort()
         raise

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -77,3 +79,29 @@ async def test_server_certificate_inspection_closes_its_connection(
     await asyncio.sleep(0.2)
     assert len(os.listdir("/proc/self/fd")) - fds <= 1
     assert len(asyncio.all_tasks()) <= tasks
+
+
+@pytest.mark.parametrize("after", [0, 50], ids=["at-once", "after-client-hello"])
+async def test_reset_during_tls_handshake_is_tls_handshake(
+    sim: Simulator, tmp_path: Path, after: int
+) -> None:
+    """A server that resets the connection before the handshake completes fails the probe as
+    tls_handshake — no request was sent, so it is not a server_error mid-request."""
+
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if after:
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                await reader.readexactly(after)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    server = await asyncio.start_server(reset, "127.0.0.1", 0)
+    port = int(server.sockets[0].getsockname()[1])
+    try:
+        target = cert_target(sim, timeout="2s", ports={"repository": port})
+        result = await probe(target, "repository", tmp_path)
+    finally:
+        server.close()
+    assert result.reason == Reason.TLS_HANDSHAKE, result.error
+    assert "during the handshake" in result.error
