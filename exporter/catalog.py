@@ -89,6 +89,12 @@ METHODS: Final = _table(
         via_proxy=False,
         summary="`Authorization: Bearer` Qlik Cloud API key",
     ),
+    AuthMethod(
+        "oauth",
+        ("cloud",),
+        via_proxy=False,
+        summary="Qlik Cloud OAuth machine-to-machine: client credentials for a bearer token",
+    ),
 )
 
 _QSEOW: Final = ("certificate", "jwt", "header")
@@ -125,7 +131,7 @@ CHECKS: Final = _table(
     ),
     Check(
         "tenant",
-        ("apikey",),
+        ("apikey", "oauth"),
         port="front",
         scope="site",
         default=True,

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from exporter.reasons import Reason
 
-PHASES = ("resolve", "connect", "tls", "request", "read")
+# ``token``: a token endpoint call the run needed first (OAuth), on the same connection.
+PHASES = ("resolve", "connect", "tls", "token", "request", "read")
 
 
 @dataclass(frozen=True, slots=True)

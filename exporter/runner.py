@@ -84,7 +84,6 @@ async def run_probe(
     started, t0 = time.time(), time.perf_counter()
     server = _ServerCertificate(host=target.host, source=f"server_{check}")
     session = HttpSession(resolver=resolver or SystemResolver(), on_certificate=server)
-    held = prober.auth.holdings()
     result = ProbeResult(
         target=target.name,
         check=check,
@@ -94,14 +93,13 @@ async def run_probe(
         started=started,
         finished=started,
         duration=0.0,
-        certificates=held.certificates,
-        credentials=held.credentials,
     )
     ctx: ProbeContext | None = None
     deadline = t0 + target.timeout
     try:
         async with asyncio.timeout(target.timeout):
-            ctx = ProbeContext(target, check, prober.auth.prepare(), session, log=result.log)
+            prepared = await prober.auth.prepare(session)
+            ctx = ProbeContext(target, check, prepared, session, log=result.log)
             try:
                 result.values = await check_fn(check)(ctx)
             finally:
@@ -118,6 +116,9 @@ async def run_probe(
         await session.close()
     if ctx is not None:
         result.retry_after = ctx.learned().retry_after
+    # What the auth holds after the run (a token it fetched for it included); never raises.
+    held = prober.auth.holdings()
+    result.certificates, result.credentials = held.certificates, held.credentials
     if server.info is not None:
         result.certificates.append(server.info)
     result.certificates = relevant_roots(result.certificates)

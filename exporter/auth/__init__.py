@@ -17,6 +17,7 @@ from exporter.auth.common import CredentialError, Holdings, Prepared
 
 if TYPE_CHECKING:
     from exporter.config import Target
+    from exporter.transport import HttpSession
 
 __all__ = ["AuthMethod", "CredentialError", "Holdings", "Prepared", "build_auth"]
 
@@ -28,8 +29,9 @@ class AuthMethod(Protocol):
         """The certificates and credentials it holds, with their expiry; never raises."""
         ...
 
-    def prepare(self) -> Prepared:
-        """TLS contexts and headers for one probe; raises CredentialError."""
+    async def prepare(self, session: HttpSession) -> Prepared:
+        """TLS contexts and headers for one probe; raises CredentialError (or, for a method
+        that calls a token endpoint over ``session``, the failure that call met)."""
         ...
 
 

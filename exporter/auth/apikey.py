@@ -16,6 +16,7 @@ from exporter.fields import AuthSettings, secret_from
 
 if TYPE_CHECKING:
     from exporter.config import Target
+    from exporter.transport import HttpSession
 
 
 class ApiKeyAuth(AuthSettings):
@@ -52,7 +53,7 @@ class ApiKeyMethod:
         """The CAs of ``ca_file`` and the key's expiry."""
         return Holdings(self._trust.infos(), self._key.credentials())
 
-    def prepare(self) -> Prepared:
+    async def prepare(self, session: HttpSession) -> Prepared:
         """The bearer header."""
         self._trust.load()
         contexts = shared_contexts(self._target)

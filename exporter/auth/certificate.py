@@ -38,6 +38,7 @@ from exporter.results import CertificateInfo
 
 if TYPE_CHECKING:
     from exporter.config import Target
+    from exporter.transport import HttpSession
 
 
 class CertificateAuth(AuthSettings):
@@ -266,7 +267,7 @@ class CertificateMethod:
         info = self._loaded().info
         return Holdings(certificates=([info] if info else []) + self._trust.infos())
 
-    def prepare(self) -> Prepared:
+    async def prepare(self, session: HttpSession) -> Prepared:
         """Validate the files (cached until they change) and hand out the shared context."""
         self._trust.load()  # a broken ca_file is named before the client certificate
         loaded = self._loaded()

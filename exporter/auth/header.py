@@ -12,6 +12,7 @@ from exporter.fields import AuthSettings, is_latin1
 
 if TYPE_CHECKING:
     from exporter.config import Target
+    from exporter.transport import HttpSession
 
 
 class HeaderAuth(AuthSettings):
@@ -83,7 +84,7 @@ class HeaderMethod:
         """The CAs of ``ca_file``."""
         return Holdings(self._trust.infos())
 
-    def prepare(self) -> Prepared:
+    async def prepare(self, session: HttpSession) -> Prepared:
         """The header and the trust context."""
         self._trust.load()
         return Prepared(tls=shared_contexts(self._target), headers=dict(self._headers))

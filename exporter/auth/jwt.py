@@ -41,6 +41,7 @@ from exporter.results import CertificateInfo
 
 if TYPE_CHECKING:
     from exporter.config import Target
+    from exporter.transport import HttpSession
 
 
 class JwtClaims(Model):
@@ -145,7 +146,7 @@ class JwtMethod:
             self._load_signing()
         return Holdings(self._trust.infos() + self._signing_cert)
 
-    def prepare(self) -> Prepared:
+    async def prepare(self, session: HttpSession) -> Prepared:
         """The bearer header: the static token, or a freshly minted one."""
         self._trust.load()
         contexts = shared_contexts(self._target)

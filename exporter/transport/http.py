@@ -101,12 +101,17 @@ class HttpSession:
         ctx: ssl.SSLContext,
         target: str,
         headers: Mapping[str, str],
+        body: bytes = b"",
     ) -> HttpResponse:
-        """Send one request and read the whole response (up to ``max_body``)."""
+        """Send one request (with ``body``, if any) and read the whole response (up to
+        ``max_body``)."""
         channel = self._idle.pop((host, port), None)
         if channel is None or channel.conn.at_eof:
             channel = _Channel(await self.open(host, port, ctx))
-        response = await self._exchange(channel, method, target, _head_fields(host, port, headers))
+        fields = _head_fields(host, port, headers)
+        if body:
+            fields.append(("Content-Length", str(len(body))))
+        response = await self._exchange(channel, method, target, fields, body)
         if channel.recycle():
             self._idle[(host, port)] = channel
         return response
@@ -144,11 +149,16 @@ class HttpSession:
         return response, ws
 
     async def _exchange(
-        self, channel: _Channel, method: str, target: str, fields: list[tuple[str, str]]
+        self,
+        channel: _Channel,
+        method: str,
+        target: str,
+        fields: list[tuple[str, str]],
+        body: bytes = b"",
     ) -> HttpResponse:
         """Send one request on ``channel`` and read its response, recording the phases."""
         try:
-            data = _encode(channel.http, method, target, fields)
+            data = _encode(channel.http, method, target, fields, body)
             started = time.perf_counter()
             await channel.conn.send(data)
             channel.requests += 1
@@ -180,12 +190,17 @@ def _head_fields(host: str, port: int, headers: Mapping[str, str]) -> list[tuple
     return [("Host", host_field(host, port)), ("User-Agent", USER_AGENT), *headers.items()]
 
 
-def _encode(http: h11.Connection, method: str, target: str, fields: list[tuple[str, str]]) -> bytes:
+def _encode(
+    http: h11.Connection, method: str, target: str, fields: list[tuple[str, str]], body: bytes
+) -> bytes:
     """The request as bytes; header values are Latin-1, as HTTP/1.1 carries them."""
     try:
         raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in fields]
         request = h11.Request(method=method, target=target.encode("latin-1"), headers=raw)
-        return http.send(request) + http.send(h11.EndOfMessage())
+        data = http.send(request)
+        if body:
+            data += http.send(h11.Data(data=body))
+        return data + http.send(h11.EndOfMessage())
     except (h11.LocalProtocolError, UnicodeEncodeError):
         raise _unsendable(target, fields) from None
 

@@ -126,7 +126,7 @@ def runtime(target: dict[str, Any], base_dir: Path) -> Prober:
     timeout of the probes that run alongside.
     """
     rt = Prober.build(build(target, base_dir))
-    rt.auth.prepare()
+    rt.auth.holdings()  # loads and checks the files, cached for the probes
     return rt
 
 

@@ -172,7 +172,7 @@ def test_error_lines_never_repeat_credentials_a_server_echoes(echo: str) -> None
     """A 401/500 body echoing the request's credentials is redacted in the error line."""
     from multidict import CIMultiDict
 
-    from exporter.checks.context import status_failure
+    from exporter.responses import status_failure
     from exporter.transport import HttpResponse
 
     for status in (401, 403, 500):
