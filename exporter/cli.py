@@ -302,6 +302,10 @@ def demo_config(sim: object, *, interval: str) -> dict[str, object]:
     api_key = d / "cloud_api_key"
     api_key.write_text(sim.cloud_issue_api_key(sub=sim.cloud_user_id) + "\n")
     api_key.chmod(0o600)
+    client_id, client_secret = sim.cloud.create_oauth_client("demo-monitoring")
+    oauth_secret = d / "cloud_oauth_client_secret"
+    oauth_secret.write_text(client_secret + "\n")
+    oauth_secret.chmod(0o600)
     ports = {
         "repository": sim.ports.repository,
         "proxy": sim.ports.proxy,
@@ -360,6 +364,18 @@ def demo_config(sim: object, *, interval: str) -> dict[str, object]:
                 "port": sim.ports.cloud,
                 "checks": ["tenant"],
                 "auth": {"method": "apikey", "api_key_file": str(api_key)},
+            },
+            {
+                "name": "demo-cloud-oauth",
+                "type": "cloud",
+                "host": sim.host,
+                "port": sim.ports.cloud,
+                "checks": ["tenant"],
+                "auth": {
+                    "method": "oauth",
+                    "client_id": client_id,
+                    "client_secret_file": str(oauth_secret),
+                },
             },
         ],
     }

@@ -34,7 +34,7 @@ from exporter.sim.certs import CertificateAuthority, write_client_files
 pytestmark = pytest.mark.slow
 
 EXAMPLE_CONFIG = DEPLOY / "compose" / "qlik-sense-exporter.yml"
-DEMO_TARGETS = {"demo-certificate", "demo-jwt", "demo-header", "demo-cloud"}
+DEMO_TARGETS = {"demo-certificate", "demo-jwt", "demo-header", "demo-cloud", "demo-cloud-oauth"}
 DEMO_WAIT_SECONDS = 60.0
 
 
