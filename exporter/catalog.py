@@ -32,6 +32,7 @@ class AuthMethod:
     target_types: tuple[str, ...]
     via_proxy: bool  # connects through a virtual proxy on the front-end port
     summary: str  # how it connects, for the docs
+    front_end: bool = True  # every check connects to the front-end ``port`` (proxies, Cloud)
 
     @property
     def module(self) -> str:
@@ -68,6 +69,7 @@ METHODS: Final = _table(
         "certificate",
         ("qseow",),
         via_proxy=False,
+        front_end=False,
         summary="mutual TLS straight to the services with the client certificate exported "
         "from the QMC, `X-Qlik-User`, xrfkey",
     ),
@@ -124,10 +126,11 @@ CHECKS: Final = _table(
     ),
     Check(
         "engine_session",
-        ("certificate",),
+        ("certificate", "apikey", "oauth"),
         port="engine",
         scope="node",
-        summary="websocket `/app/engineData`: `OnConnected`, then `EngineVersion`",
+        summary="websocket `/app/engineData` (Cloud: a session app): `OnConnected`, then "
+        "`EngineVersion`",
     ),
     Check(
         "tenant",
@@ -156,8 +159,9 @@ def default_checks(method: str) -> list[str]:
 
 
 def port_key(method: str, check: str) -> PortKey:
-    """Which port ``check`` connects to with ``method``: the front end through a proxy."""
-    return "front" if METHODS[method].via_proxy else CHECKS[check].port
+    """Which port ``check`` connects to with ``method``: the front end through a proxy and on
+    Qlik Cloud, else the service's own."""
+    return "front" if METHODS[method].front_end else CHECKS[check].port
 
 
 def choice(names: tuple[str, ...] | list[str]) -> str:

@@ -1,14 +1,17 @@
 """``engine_session``: open an engine session over the websocket and call ``EngineVersion``.
 
-``wss://host:4747/app/engineData`` with the client certificate and ``X-Qlik-User`` — how
-enigma.js and Ctrl-Q connect. The engine greets with ``OnConnected`` (engine 12.20+), maybe
-preceded by ``OnAuthenticationInformation``; a notification with ``severity: fatal`` (for
+QSEoW: ``wss://host:4747/app/engineData`` with the client certificate and ``X-Qlik-User`` — how
+enigma.js and Ctrl-Q connect. Qlik Cloud: ``wss://<tenant>/app/SessionApp_<random>`` with the
+bearer token, a session app that needs no stored app (how qlik-sdk's session apps connect).
+The engine greets with ``OnConnected`` (engine 12.20+), maybe preceded by
+``OnAuthenticationInformation``; a notification with ``severity: fatal`` (for
 example ``OnMaxParallelSessionsExceeded``) means the session was refused (qlik-api-facts.md §2).
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from exporter.checks.context import NOT_JSON, ProbeContext, server_json
@@ -23,7 +26,10 @@ MAX_NOTIFICATIONS = 50
 
 async def run(ctx: ProbeContext) -> CheckValues:
     """Wait for ``OnConnected``, then ask for the engine version on the global handle."""
-    ws = await ctx.websocket("/app/engineData")
+    cloud = ctx.target.type == "cloud"
+    ws = await ctx.websocket(
+        f"/app/SessionApp_{secrets.token_hex(8)}" if cloud else "/app/engineData"
+    )
     try:
         await read_greeting(ctx, ws)
         call = {"jsonrpc": "2.0", "id": 1, "method": "EngineVersion", "handle": -1, "params": []}

@@ -18,12 +18,15 @@ from exporter.runner import Prober, run_probe
 from exporter.sim import Simulator
 from exporter.transport import HttpSession, SystemResolver
 from exporter.web import redacted_config_yaml
-from tests.core.conftest import build
+from tests.core.conftest import build, cloud_target
 
 
-def oauth_target(sim: Simulator, client_id: str, secret: str, **auth: Any) -> dict[str, Any]:
+def oauth_target(
+    sim: Simulator, client_id: str, secret: str, checks: list[str] | None = None, **auth: Any
+) -> dict[str, Any]:
     """A Cloud target with an OAuth client of the simulator's tenant."""
     return {
+        "checks": checks or ["tenant"],
         "name": "cloud-oauth",
         "type": "cloud",
         "host": sim.host,
@@ -211,3 +214,32 @@ def test_bad_oauth_config_is_one_line(tmp_path: Path, auth: dict[str, Any], line
     with pytest.raises(ConfigError) as err:
         parse_config({"targets": [target]}, base_dir=tmp_path)
     assert err.value.errors == [line]
+
+
+@pytest.mark.parametrize("method", ["oauth", "apikey"])
+async def test_cloud_engine_session_opens_a_session_app(
+    sim: Simulator, tmp_path: Path, method: str
+) -> None:
+    """engine_session on Cloud: a session app over the tenant's websocket with the bearer
+    token (API key or OAuth), OnConnected, then EngineVersion."""
+    if method == "oauth":
+        client_id, secret = sim.cloud.create_oauth_client()
+        target = oauth_target(sim, client_id, secret, checks=["tenant", "engine_session"])
+    else:
+        key = sim.cloud_issue_api_key(sub=sim.cloud_user_id)
+        target = cloud_target(sim, key, checks=["tenant", "engine_session"])
+    result = await run_probe(Prober.build(build(target, tmp_path)), "engine_session")
+    assert result.success, result.error
+    assert result.values.engine_version
+    assert any("/app/SessionApp_" in line for line in result.log)
+
+
+async def test_cloud_engine_session_with_a_revoked_key_is_refused(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A refused upgrade on Cloud maps as for QSEoW: 401 is unauthorized."""
+    key = sim.cloud_issue_api_key(sub=sim.cloud_user_id)
+    sim.cloud_revoke(key)
+    target = cloud_target(sim, key, checks=["engine_session"])
+    result = await run_probe(Prober.build(build(target, tmp_path)), "engine_session")
+    assert result.reason == Reason.UNAUTHORIZED, result.error
