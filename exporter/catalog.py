@@ -140,6 +140,13 @@ CHECKS: Final = _table(
         default=True,
         summary="`GET /api/v1/users/me` (and `/api/v1/tenants/me`) on Qlik Cloud",
     ),
+    Check(
+        "license",
+        ("certificate", "apikey", "oauth"),
+        port="repository",
+        scope="site",
+        summary="the licence: expired, its end, access allocations left",
+    ),
 )
 
 

@@ -60,6 +60,15 @@ class TenantInfo:
     tenant_name: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class LicenseInfo:
+    """The licence of a site or tenant, from the ``license`` check (never licence material)."""
+
+    expired: bool
+    expires: float | None  # unix seconds; None when the licence does not expire
+    access: dict[str, tuple[float, float]]  # access type or allotment -> (total, available)
+
+
 @dataclass(slots=True)
 class CheckValues:
     """Values a check parsed out of a successful answer, each optional."""
@@ -69,6 +78,7 @@ class CheckValues:
     engine_health: EngineHealth | None = None
     proxy_sessions: tuple[str, int] | None = None  # (virtual_proxy, count)
     tenant: TenantInfo | None = None
+    license: LicenseInfo | None = None
     details: dict[str, str] = field(default_factory=dict)  # human-readable extras for `probe`
 
 
