@@ -141,6 +141,13 @@ CHECKS: Final = _table(
         summary="`GET /api/v1/users/me` (and `/api/v1/tenants/me`) on Qlik Cloud",
     ),
     Check(
+        "services",
+        ("certificate",),
+        port="repository",
+        scope="site",
+        summary="every service on every node of the site and its state",
+    ),
+    Check(
         "license",
         ("certificate", "apikey", "oauth"),
         port="repository",

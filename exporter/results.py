@@ -69,6 +69,16 @@ class LicenseInfo:
     access: dict[str, tuple[float, float]]  # access type or allotment -> (total, available)
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceState:
+    """One service on one node of a site, from the ``services`` check."""
+
+    node: str  # the node's host name
+    service: str  # repository, proxy, scheduler, engine, app_migration, printing
+    state: str  # initializing, certificates_not_installed, running, no_communication, ...
+    timestamp: float | None  # when the repository recorded the state (unix seconds)
+
+
 @dataclass(slots=True)
 class CheckValues:
     """Values a check parsed out of a successful answer, each optional."""
@@ -79,6 +89,7 @@ class CheckValues:
     proxy_sessions: tuple[str, int] | None = None  # (virtual_proxy, count)
     tenant: TenantInfo | None = None
     license: LicenseInfo | None = None
+    services: tuple[ServiceState, ...] | None = None
     details: dict[str, str] = field(default_factory=dict)  # human-readable extras for `probe`
 
 

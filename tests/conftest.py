@@ -27,6 +27,13 @@ async def sim(tmp_path: Path) -> AsyncIterator[Simulator]:
 
 
 @pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Simulator]:
+    """A started site: central (127.0.0.2), rim1 (127.0.0.3), rim2 (127.0.0.4), shared ports."""
+    async with Simulator(tmp_path / "site", nodes=3) as simulator:
+        yield simulator
+
+
+@pytest.fixture
 async def healthy_sim(tmp_path: Path) -> AsyncIterator[Simulator]:
     """A second simulator, never given faults, for targets that must stay successful."""
     async with Simulator(tmp_path / "healthy-sim") as simulator:

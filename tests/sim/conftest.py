@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from exporter.sim import Simulator
-
-
-@pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Simulator]:
-    """A started site: central (127.0.0.2), rim1 (127.0.0.3), rim2 (127.0.0.4), shared ports."""
-    async with Simulator(tmp_path / "site", nodes=3) as simulator:
-        yield simulator
 
 
 @pytest.fixture
