@@ -1,4 +1,4 @@
-"""Every metric name and HELP text, and the collector that turns the result store into metrics.
+"""The collector that turns the result store into metrics (families: :mod:`exporter.families`).
 
 :class:`QlikCollector` builds fresh metric families on every ``collect()`` from
 :meth:`ResultStore.snapshot` (and, for ``/metrics``, an :class:`ExporterStatus`), so a target
@@ -61,6 +61,7 @@ from prometheus_client.registry import CollectorRegistry
 from prometheus_client.samples import Sample
 
 from exporter import __version__
+from exporter import families as F
 from exporter.reasons import Reason
 from exporter.results import (
     LATENCY_BUCKETS,
@@ -71,170 +72,15 @@ from exporter.results import (
     SeriesSnapshot,
 )
 
-_CACHED = "Value from the last scheduled run."
-_TC = ("target", "check")
-_CERT_LABELS = ("target", "source", "subject_cn", "issuer_cn", "serial")
-
-# name: (type, help, label names). Counters and histograms are named without their suffix.
-FAMILIES: Final[dict[str, tuple[str, str, tuple[str, ...]]]] = {
-    "qlik_probe_success": (
-        "gauge",
-        f"1 if the last scheduled run of the check succeeded, else 0. {_CACHED}",
-        _TC,
-    ),
-    "qlik_probe_duration_seconds": (
-        "gauge",
-        f"Wall time of the last scheduled run of the check. {_CACHED}",
-        _TC,
-    ),
-    "qlik_probe_phase_duration_seconds": (
-        "gauge",
-        "Time each phase (resolve, connect, tls, request = time to first byte, read) took in the "
-        f"last scheduled run. {_CACHED}",
-        (*_TC, "phase"),
-    ),
-    "qlik_probe_latency_seconds": (
-        "histogram",
-        "Wall time of every scheduled run of the check, for SLOs.",
-        _TC,
-    ),
-    "qlik_probe_runs": ("counter", "Scheduled runs of the check started.", _TC),
-    "qlik_probe_failures": (
-        "counter",
-        "Failed scheduled runs of the check, by reason.",
-        (*_TC, "reason"),
-    ),
-    "qlik_probe_last_run_timestamp_seconds": (
-        "gauge",
-        "When the last scheduled run of the check finished (unix seconds).",
-        _TC,
-    ),
-    "qlik_probe_last_success_timestamp_seconds": (
-        "gauge",
-        "When a scheduled run of the check last succeeded (unix seconds).",
-        _TC,
-    ),
-    "qlik_repository_build_info": (
-        "gauge",
-        f"Repository build version and date from /qrs/about; always 1. {_CACHED}",
-        ("target", "build_version", "build_date"),
-    ),
-    "qlik_engine_build_info": (
-        "gauge",
-        f"Engine version from the healthcheck or EngineVersion; always 1. {_CACHED}",
-        ("target", "version"),
-    ),
-    "qlik_engine_sessions_active": (
-        "gauge",
-        f"Active engine sessions from the engine healthcheck. {_CACHED}",
-        ("target",),
-    ),
-    "qlik_engine_users_active": (
-        "gauge",
-        f"Active engine users from the engine healthcheck. {_CACHED}",
-        ("target",),
-    ),
-    "qlik_engine_apps_loaded": (
-        "gauge",
-        f"Apps loaded in the engine, from the engine healthcheck. {_CACHED}",
-        ("target",),
-    ),
-    "qlik_engine_memory_committed_bytes": (
-        "gauge",
-        f"Committed engine memory from the engine healthcheck. {_CACHED}",
-        ("target",),
-    ),
-    "qlik_engine_cpu_utilization_ratio": (
-        "gauge",
-        f"Engine CPU utilization (0-1) from the engine healthcheck. {_CACHED}",
-        ("target",),
-    ),
-    "qlik_engine_saturated": (
-        "gauge",
-        f"1 if the engine healthcheck reports the engine saturated. {_CACHED}",
-        ("target",),
-    ),
-    "qlik_proxy_sessions": (
-        "gauge",
-        f"Proxy sessions reported by the proxy check. {_CACHED}",
-        ("target", "virtual_proxy"),
-    ),
-    "qlik_cloud_tenant_info": (
-        "gauge",
-        f"The Qlik Cloud tenant and user the API key belongs to; always 1. {_CACHED}",
-        ("target", "tenant_id", "user_id", "user_status"),
-    ),
-    "qlik_certificate_not_after_timestamp_seconds": (
-        "gauge",
-        "When the certificate expires (unix seconds); exported even when expired or untrusted. "
-        f"{_CACHED}",
-        _CERT_LABELS,
-    ),
-    "qlik_certificate_not_before_timestamp_seconds": (
-        "gauge",
-        f"When the certificate becomes valid (unix seconds). {_CACHED}",
-        _CERT_LABELS,
-    ),
-    "qlik_certificate_hostname_match": (
-        "gauge",
-        "1 if the server certificate covers the target host (also with tls_verify: false). "
-        f"{_CACHED}",
-        _TC,
-    ),
-    "qlik_credential_expiry_timestamp_seconds": (
-        "gauge",
-        f"When the JWT or API key expires (unix seconds), from its exp claim. {_CACHED}",
-        ("target", "kind"),
-    ),
-    # Self-metrics: only with an ExporterStatus (not in /probe registries).
-    "qlik_exporter_build_info": (
-        "gauge",
-        "Exporter version and Python version; always 1.",
-        ("version", "python_version"),
-    ),
-    "qlik_exporter_config_last_reload_successful": (
-        "gauge",
-        "1 if the last config (re)load succeeded, 0 after a rejected reload.",
-        (),
-    ),
-    "qlik_exporter_config_last_reload_success_timestamp_seconds": (
-        "gauge",
-        "When the config was last loaded successfully (unix seconds).",
-        (),
-    ),
-    "qlik_exporter_targets": ("gauge", "Targets in the loaded config (this shard's).", ()),
-    "qlik_exporter_start_time_seconds": (
-        "gauge",
-        "When the exporter started (unix seconds).",
-        (),
-    ),
-    "qlik_exporter_ready": (
-        "gauge",
-        "1 when the config is loaded and the scheduler is running.",
-        (),
-    ),
-    "qlik_exporter_scheduler_jobs": ("gauge", "Probe jobs in the scheduler.", ()),
-    "qlik_exporter_checks": ("gauge", "(target, check) pairs with results in the store.", ()),
-    "qlik_exporter_collect_duration_seconds": (
-        "gauge",
-        "Time this scrape spent building metric families from the result store.",
-        (),
-    ),
-}
+_BY_NAME: Final = {f.name: f for f in (*F.PROBE_FAMILIES, *F.SELF_FAMILIES)}
+_CERT_LABELS: Final = F.CERT_NOT_AFTER.labels
 
 _REASONS: Final = tuple(r.value for r in Reason)
 _LE: Final = (*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf")
-_ENGINE_FIELDS: Final = (
-    "sessions_active",
-    "users_active",
-    "apps_loaded",
-    "memory_committed_bytes",
-    "cpu_utilization_ratio",
-    "saturated",
-)
-
-
-_SELF_NAMES: Final = frozenset(n for n in FAMILIES if n.startswith("qlik_exporter_"))
+_BUCKET: Final = F.PROBE_LATENCY.name + "_bucket"
+_COUNT: Final = F.PROBE_LATENCY.name + "_count"
+_SUM: Final = F.PROBE_LATENCY.name + "_sum"
+_SELF_NAMES: Final = frozenset(f.name for f in F.SELF_FAMILIES)
 
 Labels = tuple[tuple[str, str], ...]
 # One sample: (sample name, labels shared by a series, extra label name or None, its value,
@@ -277,7 +123,7 @@ class QlikCollector:
 
     def describe(self) -> Iterator[Metric]:
         """The families without samples, so registering never runs a collection."""
-        for name in FAMILIES:
+        for name in _BY_NAME:
             if self._status is not None or name not in _SELF_NAMES:
                 yield _metric(name, [])
 
@@ -310,7 +156,7 @@ class QlikCollector:
 
 def build_families(snapshots: Sequence[SeriesSnapshot]) -> Families:
     """Every probe family as rows, filled from ``snapshots`` (sorted by target)."""
-    fams: dict[str, list[Row]] = {n: [] for n in FAMILIES if n not in _SELF_NAMES}
+    fams: dict[str, list[Row]] = {f.name: [] for f in F.PROBE_FAMILIES}
     _add_series(fams, snapshots)
     for target, group in groupby(snapshots, key=lambda s: s.target):
         latest = sorted((s.latest for s in group if s.latest is not None), key=lambda r: r.finished)
@@ -320,44 +166,43 @@ def build_families(snapshots: Sequence[SeriesSnapshot]) -> Families:
 
 def _add_series(fams: dict[str, list[Row]], snapshots: Sequence[SeriesSnapshot]) -> None:
     """The per-(target, check) rows: the hot loop, so it appends plain tuples."""
-    success = fams["qlik_probe_success"]
-    duration = fams["qlik_probe_duration_seconds"]
-    phases = fams["qlik_probe_phase_duration_seconds"]
-    latency = fams["qlik_probe_latency_seconds"]
-    failures = fams["qlik_probe_failures"]
-    last_run = fams["qlik_probe_last_run_timestamp_seconds"]
-    last_ok = fams["qlik_probe_last_success_timestamp_seconds"]
-    hostname = fams["qlik_certificate_hostname_match"]
-    bucket = "qlik_probe_latency_seconds_bucket"
+    success = fams[F.PROBE_SUCCESS.name]
+    duration = fams[F.PROBE_DURATION.name]
+    phases = fams[F.PROBE_PHASE_DURATION.name]
+    latency = fams[F.PROBE_LATENCY.name]
+    failures = fams[F.PROBE_FAILURES.name]
+    last_run = fams[F.PROBE_LAST_RUN.name]
+    last_ok = fams[F.PROBE_LAST_SUCCESS.name]
+    hostname = fams[F.CERT_HOSTNAME_MATCH.name]
     for s in snapshots:
         lab: Labels = (("target", s.target), ("check", s.check))
-        fams["qlik_probe_runs"].append(("qlik_probe_runs_total", lab, None, "", float(s.runs)))
+        fams[F.PROBE_RUNS.name].append((F.PROBE_RUNS.sample, lab, None, "", float(s.runs)))
         got = s.failures
         failures.extend(
-            ("qlik_probe_failures_total", lab, "reason", r, float(got.get(r, 0))) for r in _REASONS
+            (F.PROBE_FAILURES.sample, lab, "reason", r, float(got.get(r, 0))) for r in _REASONS
         )
         counts = (*s.latency_buckets, s.latency_count)
-        latency.extend((bucket, lab, "le", le, float(n)) for le, n in zip(_LE, counts, strict=True))
-        latency.append(("qlik_probe_latency_seconds_count", lab, None, "", float(s.latency_count)))
-        latency.append(("qlik_probe_latency_seconds_sum", lab, None, "", s.latency_sum))
+        latency.extend(
+            (_BUCKET, lab, "le", le, float(n)) for le, n in zip(_LE, counts, strict=True)
+        )
+        latency.append((_COUNT, lab, None, "", float(s.latency_count)))
+        latency.append((_SUM, lab, None, "", s.latency_sum))
         if s.last_success is not None:
-            last_ok.append(
-                ("qlik_probe_last_success_timestamp_seconds", lab, None, "", s.last_success)
-            )
+            last_ok.append((F.PROBE_LAST_SUCCESS.name, lab, None, "", s.last_success))
         r = s.latest
         if r is None:
             continue
-        success.append(("qlik_probe_success", lab, None, "", 1.0 if r.success else 0.0))
-        duration.append(("qlik_probe_duration_seconds", lab, None, "", r.duration))
-        last_run.append(("qlik_probe_last_run_timestamp_seconds", lab, None, "", r.finished))
+        success.append((F.PROBE_SUCCESS.name, lab, None, "", 1.0 if r.success else 0.0))
+        duration.append((F.PROBE_DURATION.name, lab, None, "", r.duration))
+        last_run.append((F.PROBE_LAST_RUN.name, lab, None, "", r.finished))
         phases.extend(
-            ("qlik_probe_phase_duration_seconds", lab, "phase", p, r.phases[p])
+            (F.PROBE_PHASE_DURATION.name, lab, "phase", p, r.phases[p])
             for p in PHASES
             if p in r.phases
         )
         if r.hostname_match is not None:
             match = 1.0 if r.hostname_match else 0.0
-            hostname.append(("qlik_certificate_hostname_match", lab, None, "", match))
+            hostname.append((F.CERT_HOSTNAME_MATCH.name, lab, None, "", match))
 
 
 def _add_target_values(fams: dict[str, list[Row]], target: str, latest: list[ProbeResult]) -> None:
@@ -368,7 +213,7 @@ def _add_target_values(fams: dict[str, list[Row]], target: str, latest: list[Pro
 
 def _target_samples(target: str, latest: list[ProbeResult]) -> list[tuple[str, Labels, float]]:
     """Per-target samples (family, labels, value), each value from the newest result that has
-    it (``latest`` is oldest first), in FAMILIES order."""
+    it (``latest`` is oldest first), in exposition order."""
     build = engine_version = health = proxy = tenant = None
     certs: dict[tuple[str, str], CertificateInfo] = {}
     creds: dict[str, float] = {}
@@ -390,27 +235,27 @@ def _target_samples(target: str, latest: list[ProbeResult]) -> list[tuple[str, L
 
     if build is not None:
         add(
-            "qlik_repository_build_info",
+            F.REPOSITORY_BUILD.name,
             (("build_version", build[0]), ("build_date", build[1])),
             1.0,
         )
     if engine_version is not None:
-        add("qlik_engine_build_info", (("version", engine_version),), 1.0)
+        add(F.ENGINE_BUILD.name, (("version", engine_version),), 1.0)
     if health is not None:
-        for field in _ENGINE_FIELDS:
-            add(f"qlik_engine_{field}", (), float(getattr(health, field)))
+        for field, family in F.ENGINE_HEALTH.items():
+            add(family.name, (), float(getattr(health, field)))
     if proxy is not None:
-        add("qlik_proxy_sessions", (("virtual_proxy", proxy[0]),), float(proxy[1]))
+        add(F.PROXY_SESSIONS.name, (("virtual_proxy", proxy[0]),), float(proxy[1]))
     if tenant is not None:
         ids = (tenant.tenant_id, tenant.user_id, tenant.user_status)
-        add("qlik_cloud_tenant_info", tuple(zip(_TENANT_LABELS, ids, strict=True)), 1.0)
+        add(F.CLOUD_TENANT.name, tuple(zip(_TENANT_LABELS, ids, strict=True)), 1.0)
     for c in certs.values():
         cert = (c.source, c.subject_cn, c.issuer_cn, c.serial)
         lab = (tl, *zip(_CERT_LABELS[1:], cert, strict=True))  # one tuple for both samples
-        out.append(("qlik_certificate_not_after_timestamp_seconds", lab, c.not_after))
-        out.append(("qlik_certificate_not_before_timestamp_seconds", lab, c.not_before))
+        out.append((F.CERT_NOT_AFTER.name, lab, c.not_after))
+        out.append((F.CERT_NOT_BEFORE.name, lab, c.not_before))
     for kind, expires in creds.items():
-        add("qlik_credential_expiry_timestamp_seconds", (("kind", kind),), expires)
+        add(F.CREDENTIAL_EXPIRY.name, (("kind", kind),), expires)
     return out
 
 
@@ -420,22 +265,19 @@ _TENANT_LABELS: Final = ("tenant_id", "user_id", "user_status")
 def _self_families(status: ExporterStatus, checks: int, begun: float) -> Families:
     build: Labels = (("version", __version__), ("python_version", platform.python_version()))
     values: dict[str, float | None] = {
-        "qlik_exporter_config_last_reload_successful": 1.0 if status.reload_ok else 0.0,
-        "qlik_exporter_config_last_reload_success_timestamp_seconds": (
-            status.last_reload_success_ts
-        ),
-        "qlik_exporter_targets": float(status.targets),
-        "qlik_exporter_start_time_seconds": status.started,
-        "qlik_exporter_ready": 1.0 if status.ready else 0.0,
-        "qlik_exporter_scheduler_jobs": (
+        F.RELOAD_SUCCESSFUL.name: 1.0 if status.reload_ok else 0.0,
+        F.RELOAD_SUCCESS_TIME.name: status.last_reload_success_ts,
+        F.TARGETS.name: float(status.targets),
+        F.START_TIME.name: status.started,
+        F.READY.name: 1.0 if status.ready else 0.0,
+        F.SCHEDULER_JOBS.name: (
             None if status.scheduler_jobs is None else float(status.scheduler_jobs)
         ),
-        "qlik_exporter_checks": float(checks),
-        "qlik_exporter_collect_duration_seconds": time.perf_counter() - begun,
+        F.CHECKS.name: float(checks),
+        F.COLLECT_DURATION.name: time.perf_counter() - begun,
     }
-    out: Families = [
-        ("qlik_exporter_build_info", [("qlik_exporter_build_info", build, None, "", 1.0)])
-    ]
+    name = F.EXPORTER_BUILD.name
+    out: Families = [(name, [(name, build, None, "", 1.0)])]
     for name, value in values.items():
         out.append((name, [] if value is None else [(name, (), None, "", value)]))
     return out
@@ -443,8 +285,8 @@ def _self_families(status: ExporterStatus, checks: int, begun: float) -> Familie
 
 def _metric(name: str, rows: list[Row]) -> Metric:
     """A prometheus_client family from rows (label dicts built once per series)."""
-    typ, doc, _ = FAMILIES[name]
-    metric = Metric(name, doc, typ)
+    family = _BY_NAME[name]
+    metric = Metric(name, family.help, family.type)
     samples = metric.samples
     dicts: dict[int, dict[str, str]] = {}
     for sample_name, base, extra, extra_value, value in rows:
@@ -496,15 +338,8 @@ def _num(value: float) -> str:
     return _SPECIAL[text] if text[-1] in "fn" else text
 
 
-def _header(name: str) -> str:
-    typ, doc, _ = FAMILIES[name]
-    exposed = f"{name}_total" if typ == "counter" else name
-    doc = doc.replace("\\", r"\\").replace("\n", r"\n")
-    return f"# HELP {exposed} {doc}\n# TYPE {exposed} {typ}\n"
-
-
-_HEADERS: Final = {name: _header(name) for name in FAMILIES}
-_PROBE_FAMILIES: Final = tuple(n for n in FAMILIES if n not in _SELF_NAMES)
+_HEADERS: Final = {name: family.header for name, family in _BY_NAME.items()}
+_PROBE_FAMILIES: Final = tuple(f.name for f in F.PROBE_FAMILIES)
 # Label suffixes of the fixed extra labels, formatted once: ',reason="timeout"} ' and so on.
 _FAILURE_SUFFIXES: Final = tuple((r, f',reason="{r}"}} ') for r in _REASONS)
 _LE_SUFFIXES: Final = tuple(f',le="{le}"}} ' for le in _LE)
@@ -532,7 +367,7 @@ class RenderCache:
 
 
 def render_snapshots(snapshots: Sequence[SeriesSnapshot], cache: RenderCache) -> list[str]:
-    """Every probe family of ``snapshots`` as text, in FAMILIES order, reusing ``cache``."""
+    """Every probe family of ``snapshots`` as text, in exposition order, reusing ``cache``."""
     chunks: dict[str, list[str]] = {name: [] for name in _PROBE_FAMILIES}
     old_series, old_targets = cache.series, cache.targets
     new_series: dict[tuple[str, str], tuple[int, tuple[Piece, ...]]] = {}
@@ -570,49 +405,47 @@ def _series_text(s: SeriesSnapshot) -> tuple[Piece, ...]:
     lab = f'{{target="{_escape(s.target)}",check="{_escape(s.check)}"'
     closed = lab + "} "
     got = s.failures
-    fail = "qlik_probe_failures_total" + lab
-    bucket = "qlik_probe_latency_seconds_bucket" + lab
+    fail = F.PROBE_FAILURES.sample + lab
+    bucket = _BUCKET + lab
     counts = (*s.latency_buckets, s.latency_count)
     out: list[Piece] = [
-        ("qlik_probe_runs", f"qlik_probe_runs_total{closed}{float(s.runs)!r}\n"),
+        (F.PROBE_RUNS.name, f"{F.PROBE_RUNS.sample}{closed}{float(s.runs)!r}\n"),
         (
-            "qlik_probe_failures",
+            F.PROBE_FAILURES.name,
             "".join([f"{fail}{sfx}{float(got.get(r, 0))!r}\n" for r, sfx in _FAILURE_SUFFIXES]),
         ),
         (
-            "qlik_probe_latency_seconds",
+            F.PROBE_LATENCY.name,
             "".join(
                 [
                     f"{bucket}{sfx}{float(n)!r}\n"
                     for sfx, n in zip(_LE_SUFFIXES, counts, strict=True)
                 ]
             )
-            + f"qlik_probe_latency_seconds_count{closed}{float(s.latency_count)!r}\n"
-            + f"qlik_probe_latency_seconds_sum{closed}{_num(s.latency_sum)}\n",
+            + f"{_COUNT}{closed}{float(s.latency_count)!r}\n"
+            + f"{_SUM}{closed}{_num(s.latency_sum)}\n",
         ),
     ]
     if s.last_success is not None:
-        name = "qlik_probe_last_success_timestamp_seconds"
+        name = F.PROBE_LAST_SUCCESS.name
         out.append((name, f"{name}{closed}{_num(s.last_success)}\n"))
     r = s.latest
     if r is None:
         return tuple(out)
-    out.append(
-        ("qlik_probe_success", f"qlik_probe_success{closed}{'1.0' if r.success else '0.0'}\n")
-    )
-    out.append(
-        ("qlik_probe_duration_seconds", f"qlik_probe_duration_seconds{closed}{_num(r.duration)}\n")
-    )
-    name = "qlik_probe_last_run_timestamp_seconds"
+    name = F.PROBE_SUCCESS.name
+    out.append((name, f"{name}{closed}{'1.0' if r.success else '0.0'}\n"))
+    name = F.PROBE_DURATION.name
+    out.append((name, f"{name}{closed}{_num(r.duration)}\n"))
+    name = F.PROBE_LAST_RUN.name
     out.append((name, f"{name}{closed}{_num(r.finished)}\n"))
-    name = "qlik_probe_phase_duration_seconds"
+    name = F.PROBE_PHASE_DURATION.name
     phases = "".join(
         [f"{name}{lab}{sfx}{_num(r.phases[p])}\n" for p, sfx in _PHASE_SUFFIXES if p in r.phases]
     )
     if phases:
         out.append((name, phases))
     if r.hostname_match is not None:
-        name = "qlik_certificate_hostname_match"
+        name = F.CERT_HOSTNAME_MATCH.name
         out.append((name, f"{name}{closed}{'1.0' if r.hostname_match else '0.0'}\n"))
     return tuple(out)
 
