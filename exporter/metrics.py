@@ -1,7 +1,7 @@
 """The collector that turns the result store into metrics (families: :mod:`exporter.families`).
 
 :class:`QlikCollector` builds fresh metric families on every ``collect()`` from
-:meth:`ResultStore.snapshot` (and, for ``/metrics``, an :class:`ExporterStatus`), so a target
+:meth:`ResultStore.snapshot` (and, for ``/metrics``, an :class:`DaemonStatus`), so a target
 removed from the store disappears from the next scrape. Probe values are the cached outcome of
 the last scheduled run; scraping never probes.
 
@@ -50,7 +50,6 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from itertools import groupby
 from typing import Final
 
@@ -71,6 +70,7 @@ from exporter.results import (
     ResultStore,
     SeriesSnapshot,
 )
+from exporter.state import DaemonStatus
 
 _BY_NAME: Final = {f.name: f for f in (*F.PROBE_FAMILIES, *F.SELF_FAMILIES)}
 _CERT_LABELS: Final = F.CERT_NOT_AFTER.labels
@@ -89,18 +89,6 @@ Row = tuple[str, Labels, str | None, str, float]
 Families = list[tuple[str, list[Row]]]
 
 
-@dataclass(frozen=True, slots=True)
-class ExporterStatus:
-    """The daemon's own state, for self-metrics, ``/-/ready`` and the status page."""
-
-    reload_ok: bool
-    last_reload_success_ts: float | None
-    targets: int
-    started: float
-    ready: bool
-    scheduler_jobs: int | None = None
-
-
 class QlikCollector:
     """A prometheus_client collector over a :class:`ResultStore`.
 
@@ -114,7 +102,7 @@ class QlikCollector:
         self,
         store: ResultStore,
         *,
-        status: Callable[[], ExporterStatus] | None = None,
+        status: Callable[[], DaemonStatus] | None = None,
         cache: RenderCache | None = None,
     ) -> None:
         self._store = store
@@ -262,7 +250,7 @@ def _target_samples(target: str, latest: list[ProbeResult]) -> list[tuple[str, L
 _TENANT_LABELS: Final = ("tenant_id", "user_id", "user_status")
 
 
-def _self_families(status: ExporterStatus, checks: int, begun: float) -> Families:
+def _self_families(status: DaemonStatus, checks: int, begun: float) -> Families:
     build: Labels = (("version", __version__), ("python_version", platform.python_version()))
     values: dict[str, float | None] = {
         F.RELOAD_SUCCESSFUL.name: 1.0 if status.reload_ok else 0.0,

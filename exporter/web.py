@@ -1,6 +1,6 @@
 """The HTTP endpoints: ``/metrics``, ``/probe``, ``/-/*`` and a small status page at ``/``.
 
-The application is built against :class:`ExporterState`, a small protocol the daemon implements,
+The application is built against :class:`DaemonView`, a small protocol the daemon implements,
 so the endpoints can be tested against a double. Metrics are rendered in a worker thread so a
 large store never blocks the event loop.
 """
@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import yaml
@@ -36,9 +36,10 @@ from pydantic import SecretBytes, SecretStr
 
 from exporter import __version__
 from exporter.config import Config
-from exporter.metrics import ExporterStatus, QlikCollector, RenderCache, probe_registry
-from exporter.results import CertificateInfo, ProbeResult, ResultStore, SeriesSnapshot
+from exporter.metrics import QlikCollector, RenderCache, probe_registry
+from exporter.results import CertificateInfo, ProbeResult, SeriesSnapshot
 from exporter.settings import split_address
+from exporter.state import DaemonStatus, DaemonView
 from exporter.webconfig import WebConfig, basic_auth_middleware
 
 log = logging.getLogger(__name__)
@@ -46,32 +47,7 @@ log = logging.getLogger(__name__)
 _WARN_DAYS = 30
 
 
-class ExporterState(Protocol):
-    """What the endpoints need from the daemon."""
-
-    @property
-    def store(self) -> ResultStore:
-        """The latest results (read from a worker thread while rendering ``/metrics``)."""
-
-    @property
-    def config(self) -> Config:
-        """The config currently running."""
-
-    @property
-    def status(self) -> ExporterStatus:
-        """Reload outcome, target count, start time and readiness."""
-
-    async def reload(self) -> list[str]:
-        """Re-read the config: ``[]`` on success, else one error line each (old config stays)."""
-
-    async def probe(self, target: str, check: str | None) -> list[ProbeResult]:
-        """Run ``target`` (one check, or all enabled ones) now; never raises for probe failures.
-
-        Raises :class:`KeyError` or :class:`ValueError` for an unknown target or check.
-        """
-
-
-STATE = web.AppKey[ExporterState]("state")
+STATE = web.AppKey[DaemonView]("state")
 _PROCESS = web.AppKey("process_registry", CollectorRegistry)
 
 
@@ -107,7 +83,7 @@ _RENDER_CACHE = web.AppKey("render_cache", RenderCache)
 
 
 def create_app(
-    state: ExporterState,
+    state: DaemonView,
     *,
     probe_concurrency: int = 1,
     probe_queue: int = 2,
@@ -331,7 +307,7 @@ td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}.ok{color:#176617
 
 
 def render_status_page(
-    config: Config, snapshots: list[SeriesSnapshot], status: ExporterStatus, now: float
+    config: Config, snapshots: list[SeriesSnapshot], status: DaemonStatus, now: float
 ) -> str:
     """The HTML status page; every value is escaped."""
     by_key = {(s.target, s.check): s for s in snapshots}

@@ -11,7 +11,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
 from exporter.metrics import (
-    ExporterStatus,
     QlikCollector,
     RenderCache,
     build_families,
@@ -28,6 +27,7 @@ from exporter.results import (
     ResultStore,
     TenantInfo,
 )
+from exporter.state import DaemonStatus
 
 TC = {"target": "central", "check": "repository"}
 
@@ -45,7 +45,7 @@ def result(target: str = "central", check: str = "repository", **kw: Any) -> Pro
     return ProbeResult(target=target, check=check, **fields)
 
 
-def registry_of(*results: ProbeResult, status: ExporterStatus | None = None) -> CollectorRegistry:
+def registry_of(*results: ProbeResult, status: DaemonStatus | None = None) -> CollectorRegistry:
     store = ResultStore()
     for r in results:
         store.record_start(r.target, r.check)
@@ -204,7 +204,7 @@ def test_hostname_match_and_credential_expiry_are_exported() -> None:
 
 def test_self_metrics_come_from_the_exporter_status() -> None:
     """The status adds build info, reload outcome, target count and readiness."""
-    status = ExporterStatus(
+    status = DaemonStatus(
         reload_ok=False, last_reload_success_ts=99.0, targets=3, started=10.0, ready=True
     )
     reg = registry_of(result(), status=status)
