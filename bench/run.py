@@ -365,7 +365,8 @@ def bench_metrics(series_target: int, reps: int) -> dict[str, Any]:
     have a new result (the usual case: Prometheus scrapes every 15 s, checks run every 30 s);
     and cold, with an empty cache (every series rendered, as on the first scrape).
     """
-    from exporter.metrics import QlikCollector, RenderCache
+    from exporter.exposition import RenderCache
+    from exporter.metrics import QlikCollector
     from exporter.state import DaemonStatus
 
     def status() -> DaemonStatus:

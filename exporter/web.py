@@ -36,7 +36,8 @@ from pydantic import SecretBytes, SecretStr
 
 from exporter import __version__
 from exporter.config import Config
-from exporter.metrics import QlikCollector, RenderCache, probe_registry
+from exporter.exposition import RenderCache
+from exporter.metrics import QlikCollector, probe_registry
 from exporter.results import CertificateInfo, ProbeResult, SeriesSnapshot
 from exporter.settings import split_address
 from exporter.state import DaemonStatus, DaemonView

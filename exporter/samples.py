@@ -1,0 +1,159 @@
+"""The samples the result store makes, generated in one place for both consumers.
+
+:func:`series_samples` gives one (target, check) series' samples, :func:`target_samples` one
+target's values and :func:`daemon_samples` the self-metrics, each grouped by family. The
+prometheus_client collector (:mod:`exporter.metrics`) and the cached text renderer
+(:mod:`exporter.exposition`) both consume them, so the two formats cannot disagree.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import groupby
+from typing import Final
+
+from exporter import __version__
+from exporter import families as F
+from exporter.families import Family
+from exporter.reasons import Reason
+from exporter.results import LATENCY_BUCKETS, PHASES, CertificateInfo, SeriesSnapshot
+from exporter.state import DaemonStatus
+
+Labels = tuple[tuple[str, str], ...]
+# An extra label that tells a row's samples apart: (name, its value in each sample).
+Extra = tuple[str, tuple[str, ...]]
+# Samples of one family, name and labels: (family, sample name, labels, extra label or None,
+# values), one sample per value, or a single one without an extra label. Reasons, buckets and
+# phases make most samples, so they travel as runs; the rows of a series share one labels
+# tuple, so a consumer formats it once per series.
+Row = tuple[Family, str, Labels, Extra | None, Sequence[float]]
+# Rows grouped under their families, in exposition order.
+Families = list[tuple[Family, list[Row]]]
+
+_FAILURE_EXTRA: Final = ("reason", tuple(r.value for r in Reason))
+_REASON_INDEX: Final = {reason: i for i, reason in enumerate(_FAILURE_EXTRA[1])}
+_NO_FAILURES: Final = (0.0,) * len(_REASON_INDEX)
+_LE_EXTRA: Final = ("le", (*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf"))
+_BUCKET: Final = F.PROBE_LATENCY.name + "_bucket"
+_COUNT: Final = F.PROBE_LATENCY.name + "_count"
+_SUM: Final = F.PROBE_LATENCY.name + "_sum"
+
+
+def by_target(snapshots: Sequence[SeriesSnapshot]) -> Iterator[tuple[str, list[SeriesSnapshot]]]:
+    """``snapshots`` (sorted by target, as the store gives them) grouped by target."""
+    for target, group in groupby(snapshots, key=lambda s: s.target):
+        yield target, list(group)
+
+
+def by_family(families: Iterable[Family], rows: Iterable[Row]) -> Families:
+    """``rows`` under each of ``families`` (every one listed, also when it has no rows)."""
+    grouped: dict[Family, list[Row]] = {family: [] for family in families}
+    for row in rows:
+        grouped[row[0]].append(row)
+    return list(grouped.items())
+
+
+def series_samples(s: SeriesSnapshot) -> list[Row]:
+    """One (target, check) series' samples: counters, histogram and its last run's values."""
+    lab: Labels = (("target", s.target), ("check", s.check))
+    failures = list(_NO_FAILURES)
+    for reason, n in s.failures.items():
+        if (i := _REASON_INDEX.get(reason)) is not None:
+            failures[i] = float(n)
+    count = (float(s.latency_count),)
+    buckets = [*map(float, s.latency_buckets), *count]
+    out: list[Row] = [
+        (F.PROBE_RUNS, F.PROBE_RUNS.sample, lab, None, (float(s.runs),)),
+        (F.PROBE_FAILURES, F.PROBE_FAILURES.sample, lab, _FAILURE_EXTRA, failures),
+        (F.PROBE_LATENCY, _BUCKET, lab, _LE_EXTRA, buckets),
+        (F.PROBE_LATENCY, _COUNT, lab, None, count),
+        (F.PROBE_LATENCY, _SUM, lab, None, (s.latency_sum,)),
+    ]
+    if s.last_success is not None:
+        out.append(_one(F.PROBE_LAST_SUCCESS, lab, s.last_success))
+    r = s.latest
+    if r is None:
+        return out
+    out.append(_one(F.PROBE_SUCCESS, lab, 1.0 if r.success else 0.0))
+    out.append(_one(F.PROBE_DURATION, lab, r.duration))
+    out.append(_one(F.PROBE_LAST_RUN, lab, r.finished))
+    present = tuple(p for p in PHASES if p in r.phases)
+    if present:
+        phases = [r.phases[p] for p in present]
+        family = F.PROBE_PHASE_DURATION
+        out.append((family, family.sample, lab, ("phase", present), phases))
+    if r.hostname_match is not None:
+        out.append(_one(F.CERT_HOSTNAME_MATCH, lab, 1.0 if r.hostname_match else 0.0))
+    return out
+
+
+def target_samples(target: str, group: Sequence[SeriesSnapshot]) -> list[Row]:
+    """One target's values (build, engine, proxy, tenant, certificates, credentials), each from
+    the newest result among its ``group`` of series that has it."""
+    latest = sorted((s.latest for s in group if s.latest is not None), key=lambda r: r.finished)
+    build = engine_version = health = proxy = tenant = None
+    certs: dict[tuple[str, str], CertificateInfo] = {}
+    creds: dict[str, float] = {}
+    for r in latest:
+        v = r.values
+        build = v.repository_build or build
+        engine_version = v.engine_version or engine_version
+        health = v.engine_health or health
+        proxy = v.proxy_sessions or proxy
+        tenant = v.tenant or tenant
+        certs.update(((c.source, c.serial), c) for c in r.certificates)
+        creds.update((c.kind, c.expires) for c in r.credentials)
+    out: list[Row] = []
+    if build is not None:
+        out.append(_info(F.REPOSITORY_BUILD, target, *build))
+    if engine_version is not None:
+        out.append(_info(F.ENGINE_BUILD, target, engine_version))
+    if health is not None:
+        lab: Labels = (("target", target),)
+        out += [_one(f, lab, getattr(health, k)) for k, f in F.ENGINE_HEALTH.items()]
+    if proxy is not None:
+        out.append(_one(F.PROXY_SESSIONS, _labels(F.PROXY_SESSIONS, target, proxy[0]), proxy[1]))
+    if tenant is not None:
+        t = tenant
+        out.append(_info(F.CLOUD_TENANT, target, t.tenant_id, t.user_id, t.user_status))
+    labels = [
+        (c, _labels(F.CERT_NOT_AFTER, target, c.source, c.subject_cn, c.issuer_cn, c.serial))
+        for c in certs.values()
+    ]
+    out += [_one(F.CERT_NOT_AFTER, lab, c.not_after) for c, lab in labels]
+    out += [_one(F.CERT_NOT_BEFORE, lab, c.not_before) for c, lab in labels]
+    for kind, expires in creds.items():
+        out.append(_one(F.CREDENTIAL_EXPIRY, _labels(F.CREDENTIAL_EXPIRY, target, kind), expires))
+    return out
+
+
+def daemon_samples(status: DaemonStatus, checks: int, begun: float) -> list[Row]:
+    """The self-metrics; ``begun`` is when this scrape started (``time.perf_counter()``)."""
+    values: dict[Family, float | None] = {
+        F.RELOAD_SUCCESSFUL: 1.0 if status.reload_ok else 0.0,
+        F.RELOAD_SUCCESS_TIME: status.last_reload_success_ts,
+        F.TARGETS: status.targets,
+        F.START_TIME: status.started,
+        F.READY: 1.0 if status.ready else 0.0,
+        F.SCHEDULER_JOBS: status.scheduler_jobs,
+        F.CHECKS: checks,
+        F.COLLECT_DURATION: time.perf_counter() - begun,
+    }
+    out = [_info(F.EXPORTER_BUILD, __version__, platform.python_version())]
+    out += [_one(family, (), value) for family, value in values.items() if value is not None]
+    return out
+
+
+def _labels(family: Family, *values: str) -> Labels:
+    return tuple(zip(family.labels, values, strict=True))
+
+
+def _one(family: Family, labels: Labels, value: float) -> Row:
+    return family, family.sample, labels, None, (float(value),)
+
+
+def _info(family: Family, *values: str) -> Row:
+    """An info family's one sample (value 1) with ``values`` as its labels, in order."""
+    return _one(family, _labels(family, *values), 1.0)
