@@ -12,7 +12,8 @@ from math import isfinite
 
 from exporter.families import PROBE_FAMILIES, Family
 from exporter.results import SeriesSnapshot
-from exporter.samples import Extra, Families, Labels, Row, by_target, series_samples, target_samples
+from exporter.samples import Extra, Families, Labels, Row, series_samples, target_samples
+from exporter.targetview import by_target, target_view
 
 # Formatted extra labels by extra (see _suffixes).
 _EXTRAS: dict[Extra, tuple[str, ...]] = {}
@@ -124,7 +125,7 @@ def render_snapshots(snapshots: Sequence[SeriesSnapshot], cache: RenderCache) ->
         versions = tuple((s.check, s.version) for s in group)
         cached = old_targets.get(target)
         if cached is None or cached[0] != versions:
-            cached = (versions, tuple(_pieces(target_samples(target, group), labels)))
+            cached = (versions, tuple(_pieces(target_samples(target_view(target, group)), labels)))
         new_targets[target] = cached
         for family, text in cached[1]:
             chunks[family].append(text)

@@ -63,12 +63,12 @@ from exporter.samples import (
     Families,
     Row,
     by_family,
-    by_target,
     daemon_samples,
     series_samples,
     target_samples,
 )
 from exporter.state import DaemonStatus
+from exporter.targetview import by_target, target_view
 
 
 class QlikCollector:
@@ -126,7 +126,7 @@ def build_families(snapshots: Sequence[SeriesSnapshot]) -> Families:
     """Every probe family with its samples from ``snapshots`` (sorted by target)."""
     rows = [row for s in snapshots for row in series_samples(s)]
     for target, group in by_target(snapshots):
-        rows += target_samples(target, group)
+        rows += target_samples(target_view(target, group))
     return by_family(PROBE_FAMILIES, rows)
 
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from itertools import groupby
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from exporter import __version__
 from exporter import families as F
 from exporter.families import Family
 from exporter.reasons import Reason
-from exporter.results import LATENCY_BUCKETS, PHASES, CertificateInfo, SeriesSnapshot
+from exporter.results import LATENCY_BUCKETS, PHASES, SeriesSnapshot
 from exporter.state import DaemonStatus
+from exporter.targetview import TargetView
 
 Labels = tuple[tuple[str, str], ...]
 # An extra label that tells a row's samples apart: (name, its value in each sample).
@@ -39,12 +39,6 @@ _LE_EXTRA: Final = ("le", (*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf"))
 _BUCKET: Final = F.PROBE_LATENCY.name + "_bucket"
 _COUNT: Final = F.PROBE_LATENCY.name + "_count"
 _SUM: Final = F.PROBE_LATENCY.name + "_sum"
-
-
-def by_target(snapshots: Sequence[SeriesSnapshot]) -> Iterator[tuple[str, list[SeriesSnapshot]]]:
-    """``snapshots`` (sorted by target, as the store gives them) grouped by target."""
-    for target, group in groupby(snapshots, key=lambda s: s.target):
-        yield target, list(group)
 
 
 def by_family(families: Iterable[Family], rows: Iterable[Row]) -> Families:
@@ -89,43 +83,29 @@ def series_samples(s: SeriesSnapshot) -> list[Row]:
     return out
 
 
-def target_samples(target: str, group: Sequence[SeriesSnapshot]) -> list[Row]:
-    """One target's values (build, engine, proxy, tenant, certificates, credentials), each from
-    the newest result among its ``group`` of series that has it."""
-    latest = sorted((s.latest for s in group if s.latest is not None), key=lambda r: r.finished)
-    build = engine_version = health = proxy = tenant = None
-    certs: dict[tuple[str, str], CertificateInfo] = {}
-    creds: dict[str, float] = {}
-    for r in latest:
-        v = r.values
-        build = v.repository_build or build
-        engine_version = v.engine_version or engine_version
-        health = v.engine_health or health
-        proxy = v.proxy_sessions or proxy
-        tenant = v.tenant or tenant
-        certs.update(((c.source, c.serial), c) for c in r.certificates)
-        creds.update((c.kind, c.expires) for c in r.credentials)
+def target_samples(view: TargetView) -> list[Row]:
+    """One target's values: build, engine, proxy, tenant, certificates and credentials."""
+    target = view.target
     out: list[Row] = []
-    if build is not None:
-        out.append(_info(F.REPOSITORY_BUILD, target, *build))
-    if engine_version is not None:
-        out.append(_info(F.ENGINE_BUILD, target, engine_version))
-    if health is not None:
+    if view.build is not None:
+        out.append(_info(F.REPOSITORY_BUILD, target, *view.build))
+    if view.engine_version is not None:
+        out.append(_info(F.ENGINE_BUILD, target, view.engine_version))
+    if (health := view.engine_health) is not None:
         lab: Labels = (("target", target),)
         out += [_one(f, lab, getattr(health, k)) for k, f in F.ENGINE_HEALTH.items()]
-    if proxy is not None:
+    if (proxy := view.proxy_sessions) is not None:
         out.append(_one(F.PROXY_SESSIONS, _labels(F.PROXY_SESSIONS, target, proxy[0]), proxy[1]))
-    if tenant is not None:
-        t = tenant
+    if (t := view.tenant) is not None:
         out.append(_info(F.CLOUD_TENANT, target, t.tenant_id, t.user_id, t.user_status))
     labels = [
         (c, _labels(F.CERT_NOT_AFTER, target, c.source, c.subject_cn, c.issuer_cn, c.serial))
-        for c in certs.values()
+        for c in view.certificates
     ]
     out += [_one(F.CERT_NOT_AFTER, lab, c.not_after) for c, lab in labels]
     out += [_one(F.CERT_NOT_BEFORE, lab, c.not_before) for c, lab in labels]
-    for kind, expires in creds.items():
-        out.append(_one(F.CREDENTIAL_EXPIRY, _labels(F.CREDENTIAL_EXPIRY, target, kind), expires))
+    family = F.CREDENTIAL_EXPIRY
+    out += [_one(family, _labels(family, target, c.kind), c.expires) for c in view.credentials]
     return out
 
 

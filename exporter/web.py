@@ -38,9 +38,10 @@ from exporter import __version__
 from exporter.config import Config
 from exporter.exposition import RenderCache
 from exporter.metrics import QlikCollector, probe_registry
-from exporter.results import CertificateInfo, ProbeResult, SeriesSnapshot
+from exporter.results import ProbeResult, SeriesSnapshot
 from exporter.settings import split_address
 from exporter.state import DaemonStatus, DaemonView
+from exporter.targetview import TargetView, target_view
 from exporter.webconfig import WebConfig, basic_auth_middleware
 
 log = logging.getLogger(__name__)
@@ -318,7 +319,8 @@ def render_status_page(
         series = [by_key.get((target.name, c)) for c in target.enabled_checks]
         for check, snap in zip(target.enabled_checks, series, strict=True):
             check_rows.append(_check_row(target.name, check, snap, now))
-        expiry_rows.extend(_expiry_rows(target.name, [s for s in series if s], now))
+        view = target_view(target.name, [s for s in series if s])
+        expiry_rows.extend(_expiry_rows(view, now))
     reload = "ok" if status.reload_ok else "FAILED (previous config still running)"
     head = (
         f"<p>qlik-sense-exporter {_e(__version__)} &middot; ready: "
@@ -366,20 +368,15 @@ def _check_row(target: str, check: str, snap: SeriesSnapshot | None, now: float)
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
-def _expiry_rows(target: str, series: list[SeriesSnapshot], now: float) -> list[str]:
-    certs: dict[tuple[str, str], CertificateInfo] = {}
-    creds: dict[str, float] = {}
-    for r in sorted((s.latest for s in series if s.latest), key=lambda r: r.finished):
-        certs.update(((c.source, c.serial), c) for c in r.certificates)
-        creds.update((c.kind, c.expires) for c in r.credentials)
-    items = [(f"certificate {c.source}", c.subject_cn, c.not_after) for c in certs.values()]
-    items += [(kind, "", expires) for kind, expires in creds.items()]
+def _expiry_rows(view: TargetView, now: float) -> list[str]:
+    items = [(f"certificate {c.source}", c.subject_cn, c.not_after) for c in view.certificates]
+    items += [(c.kind, "", c.expires) for c in view.credentials]
     rows = []
     for what, subject, expires in items:
         days = (expires - now) / 86400
         css = "expired" if days < 0 else "warn" if days < _WARN_DAYS else ""
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires))
-        cells = (_e(target), _e(what), _e(subject), _e(when), f"{days:.0f}")
+        cells = (_e(view.target), _e(what), _e(subject), _e(when), f"{days:.0f}")
         rows.append(f'<tr class="{css}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return rows
 
