@@ -8,21 +8,17 @@ from __future__ import annotations
 
 from typing import Final
 
-_CACHED = "Value from the last scheduled run."
-_TC = ("target", "check")
-_CERT = ("target", "source", "subject_cn", "issuer_cn", "serial")
-
 
 class Family:
     """One metric family; counters and histograms are named without their suffix."""
 
     __slots__ = ("header", "help", "labels", "name", "sample", "type")
 
-    def __init__(self, name: str, type_: str, help_: str, labels: tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str, type_: str, help_: str, labels: str = "") -> None:
         self.name = name
         self.type = type_
         self.help = help_
-        self.labels = labels
+        self.labels = tuple(labels.split())  # written space-separated, like namedtuple fields
         # The sample name of a gauge or counter (histograms add _bucket, _count and _sum).
         self.sample = f"{name}_total" if type_ == "counter" else name
         doc = help_.replace("\\", r"\\").replace("\n", r"\n")
@@ -32,131 +28,136 @@ class Family:
         return f"Family({self.name!r})"
 
 
-def _gauge(name: str, help_: str, labels: tuple[str, ...] = ()) -> Family:
+def _gauge(name: str, help_: str, labels: str = "") -> Family:
     return Family(name, "gauge", help_, labels)
 
 
-PROBE_SUCCESS: Final = _gauge(
+def _last_run(name: str, help_: str, labels: str) -> Family:
+    """A gauge holding a value from the last scheduled run, which its HELP says."""
+    return _gauge(name, f"{help_} Value from the last scheduled run.", labels)
+
+
+PROBE_SUCCESS: Final = _last_run(
     "qlik_probe_success",
-    f"1 if the last scheduled run of the check succeeded, else 0. {_CACHED}",
-    _TC,
+    "1 if the last scheduled run of the check succeeded, else 0.",
+    "target check",
 )
-PROBE_DURATION: Final = _gauge(
+PROBE_DURATION: Final = _last_run(
     "qlik_probe_duration_seconds",
-    f"Wall time of the last scheduled run of the check. {_CACHED}",
-    _TC,
+    "Wall time of the last scheduled run of the check.",
+    "target check",
 )
-PROBE_PHASE_DURATION: Final = _gauge(
+PROBE_PHASE_DURATION: Final = _last_run(
     "qlik_probe_phase_duration_seconds",
     "Time each phase (resolve, connect, tls, request = time to first byte, read) took in the "
-    f"last scheduled run. {_CACHED}",
-    (*_TC, "phase"),
+    "last scheduled run.",
+    "target check phase",
 )
 PROBE_LATENCY: Final = Family(
     "qlik_probe_latency_seconds",
     "histogram",
     "Wall time of every scheduled run of the check, for SLOs.",
-    _TC,
+    "target check",
 )
 PROBE_RUNS: Final = Family(
-    "qlik_probe_runs", "counter", "Scheduled runs of the check started.", _TC
+    "qlik_probe_runs", "counter", "Scheduled runs of the check started.", "target check"
 )
 PROBE_FAILURES: Final = Family(
     "qlik_probe_failures",
     "counter",
     "Failed scheduled runs of the check, by reason.",
-    (*_TC, "reason"),
+    "target check reason",
 )
 PROBE_LAST_RUN: Final = _gauge(
     "qlik_probe_last_run_timestamp_seconds",
     "When the last scheduled run of the check finished (unix seconds).",
-    _TC,
+    "target check",
 )
 PROBE_LAST_SUCCESS: Final = _gauge(
     "qlik_probe_last_success_timestamp_seconds",
     "When a scheduled run of the check last succeeded (unix seconds).",
-    _TC,
+    "target check",
 )
-REPOSITORY_BUILD: Final = _gauge(
+REPOSITORY_BUILD: Final = _last_run(
     "qlik_repository_build_info",
-    f"Repository build version and date from /qrs/about; always 1. {_CACHED}",
-    ("target", "build_version", "build_date"),
+    "Repository build version and date from /qrs/about; always 1.",
+    "target build_version build_date",
 )
-ENGINE_BUILD: Final = _gauge(
+ENGINE_BUILD: Final = _last_run(
     "qlik_engine_build_info",
-    f"Engine version from the healthcheck or EngineVersion; always 1. {_CACHED}",
-    ("target", "version"),
+    "Engine version from the healthcheck or EngineVersion; always 1.",
+    "target version",
 )
+PROXY_SESSIONS: Final = _last_run(
+    "qlik_proxy_sessions",
+    "Proxy sessions reported by the proxy check.",
+    "target virtual_proxy",
+)
+CLOUD_TENANT: Final = _last_run(
+    "qlik_cloud_tenant_info",
+    "The Qlik Cloud tenant and user the API key belongs to; always 1.",
+    "target tenant_id user_id user_status",
+)
+CERT_NOT_AFTER: Final = _last_run(
+    "qlik_certificate_not_after_timestamp_seconds",
+    "When the certificate expires (unix seconds); exported even when expired or untrusted.",
+    "target source subject_cn issuer_cn serial",
+)
+CERT_NOT_BEFORE: Final = _last_run(
+    "qlik_certificate_not_before_timestamp_seconds",
+    "When the certificate becomes valid (unix seconds).",
+    "target source subject_cn issuer_cn serial",
+)
+CERT_HOSTNAME_MATCH: Final = _last_run(
+    "qlik_certificate_hostname_match",
+    "1 if the server certificate covers the target host (also with tls_verify: false).",
+    "target check",
+)
+CREDENTIAL_EXPIRY: Final = _last_run(
+    "qlik_credential_expiry_timestamp_seconds",
+    "When the JWT or API key expires (unix seconds), from its exp claim.",
+    "target kind",
+)
+
 # By the EngineHealth field each one publishes.
 ENGINE_HEALTH: Final = {
-    "sessions_active": _gauge(
+    "sessions_active": _last_run(
         "qlik_engine_sessions_active",
-        f"Active engine sessions from the engine healthcheck. {_CACHED}",
-        ("target",),
+        "Active engine sessions from the engine healthcheck.",
+        "target",
     ),
-    "users_active": _gauge(
+    "users_active": _last_run(
         "qlik_engine_users_active",
-        f"Active engine users from the engine healthcheck. {_CACHED}",
-        ("target",),
+        "Active engine users from the engine healthcheck.",
+        "target",
     ),
-    "apps_loaded": _gauge(
+    "apps_loaded": _last_run(
         "qlik_engine_apps_loaded",
-        f"Apps loaded in the engine, from the engine healthcheck. {_CACHED}",
-        ("target",),
+        "Apps loaded in the engine, from the engine healthcheck.",
+        "target",
     ),
-    "memory_committed_bytes": _gauge(
+    "memory_committed_bytes": _last_run(
         "qlik_engine_memory_committed_bytes",
-        f"Committed engine memory from the engine healthcheck. {_CACHED}",
-        ("target",),
+        "Committed engine memory from the engine healthcheck.",
+        "target",
     ),
-    "cpu_utilization_ratio": _gauge(
+    "cpu_utilization_ratio": _last_run(
         "qlik_engine_cpu_utilization_ratio",
-        f"Engine CPU utilization (0-1) from the engine healthcheck. {_CACHED}",
-        ("target",),
+        "Engine CPU utilization (0-1) from the engine healthcheck.",
+        "target",
     ),
-    "saturated": _gauge(
+    "saturated": _last_run(
         "qlik_engine_saturated",
-        f"1 if the engine healthcheck reports the engine saturated. {_CACHED}",
-        ("target",),
+        "1 if the engine healthcheck reports the engine saturated.",
+        "target",
     ),
 }
-PROXY_SESSIONS: Final = _gauge(
-    "qlik_proxy_sessions",
-    f"Proxy sessions reported by the proxy check. {_CACHED}",
-    ("target", "virtual_proxy"),
-)
-CLOUD_TENANT: Final = _gauge(
-    "qlik_cloud_tenant_info",
-    f"The Qlik Cloud tenant and user the API key belongs to; always 1. {_CACHED}",
-    ("target", "tenant_id", "user_id", "user_status"),
-)
-CERT_NOT_AFTER: Final = _gauge(
-    "qlik_certificate_not_after_timestamp_seconds",
-    "When the certificate expires (unix seconds); exported even when expired or untrusted. "
-    f"{_CACHED}",
-    _CERT,
-)
-CERT_NOT_BEFORE: Final = _gauge(
-    "qlik_certificate_not_before_timestamp_seconds",
-    f"When the certificate becomes valid (unix seconds). {_CACHED}",
-    _CERT,
-)
-CERT_HOSTNAME_MATCH: Final = _gauge(
-    "qlik_certificate_hostname_match",
-    f"1 if the server certificate covers the target host (also with tls_verify: false). {_CACHED}",
-    _TC,
-)
-CREDENTIAL_EXPIRY: Final = _gauge(
-    "qlik_credential_expiry_timestamp_seconds",
-    f"When the JWT or API key expires (unix seconds), from its exp claim. {_CACHED}",
-    ("target", "kind"),
-)
 
 # Self-metrics: only with a daemon status (never in /probe registries).
 EXPORTER_BUILD: Final = _gauge(
     "qlik_exporter_build_info",
     "Exporter version and Python version; always 1.",
-    ("version", "python_version"),
+    "version python_version",
 )
 RELOAD_SUCCESSFUL: Final = _gauge(
     "qlik_exporter_config_last_reload_successful",
