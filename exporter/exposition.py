@@ -13,13 +13,15 @@ from math import isfinite
 from exporter.families import PROBE_FAMILIES, Family
 from exporter.results import SeriesSnapshot
 from exporter.samples import Extra, Families, Labels, Row, series_samples, target_samples
-from exporter.targetview import by_target, target_view
+from exporter.targetview import TargetView, by_target, target_view
 
 # Formatted extra labels by extra (see _suffixes).
 _EXTRAS: dict[Extra, tuple[str, ...]] = {}
 
 # One rendered piece: a family and its sample lines for one series or one target.
 Piece = tuple[Family, str]
+# A target's text, by the versions of its series and by the view rendered.
+_TargetEntry = tuple[tuple[tuple[str, int], ...], TargetView, tuple[Piece, ...]]
 
 
 def render_text(families: Families) -> bytes:
@@ -36,11 +38,18 @@ def families_text(families: Families) -> str:
 
 
 def _pieces(rows: Iterable[Row], memo: dict[Labels, str]) -> list[Piece]:
-    """Each row's sample lines; ``memo`` keeps formatted label sets across calls."""
+    """The sample lines of each run of rows of one family; ``memo`` keeps formatted label sets
+    across calls. Fewer, longer pieces make a cached scrape faster."""
     pieces: list[Piece] = []
+    current: Family | None = None
+    chunk = ""
     last: Labels | None = None
     text = ""
     for family, name, labels, extra, values in rows:
+        if family is not current:
+            if current is not None:
+                pieces.append((current, chunk))
+            current, chunk = family, ""
         if labels is not last:  # the rows of a series share one labels tuple
             last = labels
             cached = memo.get(labels)
@@ -57,9 +66,9 @@ def _pieces(rows: Iterable[Row], memo: dict[Labels, str]) -> list[Piece]:
             )
         if not isfinite(sum(values)):
             lines = _go_spellings(lines)
-        if pieces and pieces[-1][0] is family:  # fewer pieces make a cached scrape faster
-            lines = pieces.pop()[1] + lines
-        pieces.append((family, lines))
+        chunk += lines
+    if current is not None:
+        pieces.append((current, chunk))
     return pieces
 
 
@@ -90,17 +99,18 @@ def _escape(value: str) -> str:
 class RenderCache:
     """The rendered text of every (target, check) series and every target's values.
 
-    A scrape re-renders only the series whose store version changed since the last scrape (and
-    the targets that own them); the rest is reused. Entries not seen in a scrape are dropped,
-    so removed targets do not linger. Concurrent scrapes in worker threads may share one
-    cache: entries are replaced whole, and losing a race only renders a series twice.
+    A scrape re-renders only the series whose store version changed since the last scrape, and
+    the targets whose view (:mod:`exporter.targetview`) those changes changed; the rest is
+    reused. Entries not seen in a scrape are dropped, so removed targets do not linger.
+    Concurrent scrapes in worker threads may share one cache: entries are replaced whole, and
+    losing a race only renders a series twice.
     """
 
     __slots__ = ("labels", "series", "targets")
 
     def __init__(self) -> None:
         self.series: dict[tuple[str, str], tuple[int, tuple[Piece, ...]]] = {}
-        self.targets: dict[str, tuple[tuple[tuple[str, int], ...], tuple[Piece, ...]]] = {}
+        self.targets: dict[str, _TargetEntry] = {}
         self.labels: dict[Labels, str] = {}  # formatted label sets
 
 
@@ -109,7 +119,7 @@ def render_snapshots(snapshots: Sequence[SeriesSnapshot], cache: RenderCache) ->
     chunks: dict[Family, list[str]] = {family: [] for family in PROBE_FAMILIES}
     old_series, old_targets = cache.series, cache.targets
     new_series: dict[tuple[str, str], tuple[int, tuple[Piece, ...]]] = {}
-    new_targets: dict[str, tuple[tuple[tuple[str, int], ...], tuple[Piece, ...]]] = {}
+    new_targets: dict[str, _TargetEntry] = {}
     labels = cache.labels
     if len(labels) > 8 * len(snapshots) + 64:  # rotated certificates' label sets: start afresh
         labels = cache.labels = {}
@@ -125,9 +135,13 @@ def render_snapshots(snapshots: Sequence[SeriesSnapshot], cache: RenderCache) ->
         versions = tuple((s.check, s.version) for s in group)
         cached = old_targets.get(target)
         if cached is None or cached[0] != versions:
-            cached = (versions, tuple(_pieces(target_samples(target_view(target, group)), labels)))
+            view = target_view(target, group)
+            if cached is None or cached[1] != view:  # its checks ran, but seldom change it
+                cached = (versions, view, tuple(_pieces(target_samples(view), labels)))
+            else:
+                cached = (versions, view, cached[2])
         new_targets[target] = cached
-        for family, text in cached[1]:
+        for family, text in cached[2]:
             chunks[family].append(text)
     cache.series, cache.targets = new_series, new_targets
     out: list[str] = []

@@ -73,11 +73,11 @@ def series_samples(s: SeriesSnapshot) -> list[Row]:
     out.append(_one(F.PROBE_SUCCESS, lab, 1.0 if r.success else 0.0))
     out.append(_one(F.PROBE_DURATION, lab, r.duration))
     out.append(_one(F.PROBE_LAST_RUN, lab, r.finished))
-    present = tuple(p for p in PHASES if p in r.phases)
-    if present:
-        phases = [r.phases[p] for p in present]
+    if phases := r.phases:
+        present = tuple([p for p in PHASES if p in phases])
+        values = [phases[p] for p in present]
         family = F.PROBE_PHASE_DURATION
-        out.append((family, family.sample, lab, ("phase", present), phases))
+        out.append((family, family.sample, lab, ("phase", present), values))
     if r.hostname_match is not None:
         out.append(_one(F.CERT_HOSTNAME_MATCH, lab, 1.0 if r.hostname_match else 0.0))
     return out
@@ -98,14 +98,17 @@ def target_samples(view: TargetView) -> list[Row]:
         out.append(_one(F.PROXY_SESSIONS, _labels(F.PROXY_SESSIONS, target, proxy[0]), proxy[1]))
     if (t := view.tenant) is not None:
         out.append(_info(F.CLOUD_TENANT, target, t.tenant_id, t.user_id, t.user_status))
-    labels = [
-        (c, _labels(F.CERT_NOT_AFTER, target, c.source, c.subject_cn, c.issuer_cn, c.serial))
-        for c in view.certificates
-    ]
-    out += [_one(F.CERT_NOT_AFTER, lab, c.not_after) for c, lab in labels]
-    out += [_one(F.CERT_NOT_BEFORE, lab, c.not_before) for c, lab in labels]
-    family = F.CREDENTIAL_EXPIRY
-    out += [_one(family, _labels(family, target, c.kind), c.expires) for c in view.credentials]
+    after: list[Row] = []
+    before: list[Row] = []
+    for c in view.certificates:
+        lab = _labels(F.CERT_NOT_AFTER, target, c.source, c.subject_cn, c.issuer_cn, c.serial)
+        after.append(_one(F.CERT_NOT_AFTER, lab, c.not_after))
+        before.append(_one(F.CERT_NOT_BEFORE, lab, c.not_before))
+    out += after  # by family: a target's certificates then make one piece of text each
+    out += before
+    for cred in view.credentials:
+        lab = _labels(F.CREDENTIAL_EXPIRY, target, cred.kind)
+        out.append(_one(F.CREDENTIAL_EXPIRY, lab, cred.expires))
     return out
 
 

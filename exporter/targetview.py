@@ -21,9 +21,10 @@ from exporter.results import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per target per scrape, and frozen __init__ is slow
 class TargetView:
-    """One target's newest values and the certificates and credentials it uses."""
+    """One target's newest values and the certificates and credentials it uses (a value: the
+    text renderer compares views to reuse a target's text)."""
 
     target: str
     build: tuple[str, str] | None = None  # (build_version, build_date) of the repository
