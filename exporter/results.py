@@ -98,6 +98,7 @@ class _Series:
     runs: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     last_success: float | None = None
+    failing_since: float | None = None
     latency_buckets: list[int] = field(default_factory=list)
     latency_sum: float = 0.0
     latency_count: int = 0
@@ -136,8 +137,12 @@ class ResultStore:
             s.latest = result
             if result.success:
                 s.last_success = result.finished
-            elif result.reason is not None:
-                s.failures[result.reason.value] = s.failures.get(result.reason.value, 0) + 1
+                s.failing_since = None
+            else:
+                if s.failing_since is None:
+                    s.failing_since = result.finished
+                if result.reason is not None:
+                    s.failures[result.reason.value] = s.failures.get(result.reason.value, 0) + 1
             for i, bound in enumerate(LATENCY_BUCKETS):
                 if result.duration <= bound:
                     s.latency_buckets[i] += 1
@@ -164,6 +169,7 @@ class ResultStore:
                     runs=s.runs,
                     failures=dict(s.failures),
                     last_success=s.last_success,
+                    failing_since=s.failing_since,
                     latency_buckets=tuple(s.latency_buckets),
                     latency_sum=s.latency_sum,
                     latency_count=s.latency_count,
@@ -194,3 +200,4 @@ class SeriesSnapshot:
     latency_sum: float
     latency_count: int
     version: int  # changes whenever anything above changes; unique across stores
+    failing_since: float | None = None  # when the current run of failures began (unix seconds)
