@@ -304,7 +304,7 @@ async def test_status_page_lists_checks_and_escapes_html(
     assert "&lt;img src=x&gt;" in page
     assert "timeout" in page
     assert "/probe?target=cloud&amp;check=tenant&amp;debug=true" in page
-    assert 'class="expired"' in page
+    assert '<span class="days red">' in page  # expired, in the dashboard's red
 
 
 async def test_run_server_binds_a_free_port_and_serves(state: FakeState) -> None:
