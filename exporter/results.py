@@ -186,9 +186,9 @@ class ResultStore:
         return s
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: every scrape copies every series, a frozen __init__ is slow
 class SeriesSnapshot:
-    """A read-only view of one (target, check) for the collector and the status page."""
+    """A copy of one (target, check) for the collector and the status page; treat as read-only."""
 
     target: str
     check: str

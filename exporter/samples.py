@@ -100,10 +100,12 @@ def target_samples(view: TargetView) -> list[Row]:
         out.append(_info(F.CLOUD_TENANT, target, t.tenant_id, t.user_id, t.user_status))
     after: list[Row] = []
     before: list[Row] = []
+    names = F.CERT_NOT_AFTER.labels
     for c in view.certificates:
-        lab = _labels(F.CERT_NOT_AFTER, target, c.source, c.subject_cn, c.issuer_cn, c.serial)
-        after.append(_one(F.CERT_NOT_AFTER, lab, c.not_after))
-        before.append(_one(F.CERT_NOT_BEFORE, lab, c.not_before))
+        values = (target, c.source, c.subject_cn, c.issuer_cn, c.serial)
+        lab = tuple(zip(names, values, strict=True))
+        after.append((F.CERT_NOT_AFTER, F.CERT_NOT_AFTER.sample, lab, None, (c.not_after,)))
+        before.append((F.CERT_NOT_BEFORE, F.CERT_NOT_BEFORE.sample, lab, None, (c.not_before,)))
     out += after  # by family: a target's certificates then make one piece of text each
     out += before
     for cred in view.credentials:

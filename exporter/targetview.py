@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
+from operator import attrgetter
 
 from exporter.results import (
     CertificateInfo,
@@ -19,6 +20,8 @@ from exporter.results import (
     SeriesSnapshot,
     TenantInfo,
 )
+
+_finished = attrgetter("finished")
 
 
 @dataclass(slots=True)  # not frozen: built per target per scrape, and frozen __init__ is slow
@@ -38,7 +41,7 @@ class TargetView:
 
 def target_view(target: str, series: Iterable[SeriesSnapshot]) -> TargetView:
     """The view of ``target`` from the latest results of its ``series``."""
-    latest = sorted((s.latest for s in series if s.latest is not None), key=lambda r: r.finished)
+    latest = sorted([s.latest for s in series if s.latest is not None], key=_finished)
     build = engine_version = health = proxy = tenant = None
     certs: dict[tuple[str, str], CertificateInfo] = {}
     creds: dict[str, CredentialInfo] = {}
@@ -49,8 +52,10 @@ def target_view(target: str, series: Iterable[SeriesSnapshot]) -> TargetView:
         health = v.engine_health or health
         proxy = v.proxy_sessions or proxy
         tenant = v.tenant or tenant
-        certs.update(((c.source, c.serial), c) for c in r.certificates)
-        creds.update((c.kind, c) for c in r.credentials)
+        for c in r.certificates:
+            certs[c.source, c.serial] = c
+        for cred in r.credentials:
+            creds[cred.kind] = cred
     return TargetView(
         target,
         build,
