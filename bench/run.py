@@ -365,10 +365,12 @@ def bench_metrics(series_target: int, reps: int) -> dict[str, Any]:
     have a new result (the usual case: Prometheus scrapes every 15 s, checks run every 30 s);
     and cold, with an empty cache (every series rendered, as on the first scrape).
     """
-    from exporter.metrics import ExporterStatus, QlikCollector, RenderCache
+    from exporter.exposition import RenderCache
+    from exporter.metrics import QlikCollector
+    from exporter.state import DaemonStatus
 
-    def status() -> ExporterStatus:
-        return ExporterStatus(True, time.time(), checks, time.time(), True, checks)
+    def status() -> DaemonStatus:
+        return DaemonStatus(True, time.time(), checks, time.time(), True, checks)
 
     checks = 10
     one = QlikCollector(synthetic_store(checks), status=status).render_text()
@@ -462,7 +464,7 @@ async def loop_stall(collector: Any, reps: int, churn: Any) -> dict[str, Any]:
 
     from exporter.config import Config
 
-    status = collector._status  # the synthetic ExporterStatus callable
+    status = collector._status  # the synthetic DaemonStatus callable
     state = type(
         "State",
         (),

@@ -18,9 +18,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from exporter.config import Config, ConfigError, load_config
-from exporter.metrics import ExporterStatus
 from exporter.results import ProbeResult, ResultStore
 from exporter.runner import Prober, run_probe
+from exporter.state import DaemonStatus
 from exporter.transport import Resolver
 
 log = logging.getLogger("exporter")
@@ -76,11 +76,11 @@ class Daemon:
         return self._config
 
     @property
-    def status(self) -> ExporterStatus:
+    def status(self) -> DaemonStatus:
         """Self-metrics and readiness."""
         scheduler = self._scheduler
         running = scheduler is not None and scheduler.running
-        return ExporterStatus(
+        return DaemonStatus(
             reload_ok=self._reload_ok,
             last_reload_success_ts=self._last_reload_success,
             targets=len(self._probers),

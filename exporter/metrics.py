@@ -1,9 +1,11 @@
-"""Every metric name and HELP text, and the collector that turns the result store into metrics.
+"""The collector that turns the result store into metrics.
 
 :class:`QlikCollector` builds fresh metric families on every ``collect()`` from
-:meth:`ResultStore.snapshot` (and, for ``/metrics``, an :class:`ExporterStatus`), so a target
-removed from the store disappears from the next scrape. Probe values are the cached outcome of
-the last scheduled run; scraping never probes.
+:meth:`ResultStore.snapshot` (and, for ``/metrics``, a :class:`DaemonStatus`), so a target
+removed from the store disappears from the next scrape. Names and HELP texts are in
+:mod:`exporter.families`, the samples come from :mod:`exporter.samples`, and
+:meth:`QlikCollector.render_text` writes the same samples as text (:mod:`exporter.exposition`).
+Probe values are the cached outcome of the last scheduled run; scraping never probes.
 
 A sample of what it emits (one target, one check, trimmed)::
 
@@ -47,212 +49,26 @@ Self-metrics beyond DESIGN.md (all ``qlik_exporter_*``, emitted only with a stat
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from itertools import groupby
-from typing import Final
 
-from prometheus_client.core import (
-    Metric,
-)
+from prometheus_client.core import Metric
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.samples import Sample
 
-from exporter import __version__
-from exporter.reasons import Reason
-from exporter.results import (
-    LATENCY_BUCKETS,
-    PHASES,
-    CertificateInfo,
-    ProbeResult,
-    ResultStore,
-    SeriesSnapshot,
+from exporter.exposition import RenderCache, families_text, render_snapshots
+from exporter.families import PROBE_FAMILIES, SELF_FAMILIES, Family
+from exporter.results import ProbeResult, ResultStore, SeriesSnapshot
+from exporter.samples import (
+    Families,
+    Row,
+    by_family,
+    daemon_samples,
+    series_samples,
+    target_samples,
 )
-
-_CACHED = "Value from the last scheduled run."
-_TC = ("target", "check")
-_CERT_LABELS = ("target", "source", "subject_cn", "issuer_cn", "serial")
-
-# name: (type, help, label names). Counters and histograms are named without their suffix.
-FAMILIES: Final[dict[str, tuple[str, str, tuple[str, ...]]]] = {
-    "qlik_probe_success": (
-        "gauge",
-        f"1 if the last scheduled run of the check succeeded, else 0. {_CACHED}",
-        _TC,
-    ),
-    "qlik_probe_duration_seconds": (
-        "gauge",
-        f"Wall time of the last scheduled run of the check. {_CACHED}",
-        _TC,
-    ),
-    "qlik_probe_phase_duration_seconds": (
-        "gauge",
-        "Time each phase (resolve, connect, tls, request = time to first byte, read) took in the "
-        f"last scheduled run. {_CACHED}",
-        (*_TC, "phase"),
-    ),
-    "qlik_probe_latency_seconds": (
-        "histogram",
-        "Wall time of every scheduled run of the check, for SLOs.",
-        _TC,
-    ),
-    "qlik_probe_runs": ("counter", "Scheduled runs of the check started.", _TC),
-    "qlik_probe_failures": (
-        "counter",
-        "Failed scheduled runs of the check, by reason.",
-        (*_TC, "reason"),
-    ),
-    "qlik_probe_last_run_timestamp_seconds": (
-        "gauge",
-        "When the last scheduled run of the check finished (unix seconds).",
-        _TC,
-    ),
-    "qlik_probe_last_success_timestamp_seconds": (
-        "gauge",
-        "When a scheduled run of the check last succeeded (unix seconds).",
-        _TC,
-    ),
-    "qlik_repository_build_info": (
-        "gauge",
-        f"Repository build version and date from /qrs/about; always 1. {_CACHED}",
-        ("target", "build_version", "build_date"),
-    ),
-    "qlik_engine_build_info": (
-        "gauge",
-        f"Engine version from the healthcheck or EngineVersion; always 1. {_CACHED}",
-        ("target", "version"),
-    ),
-    "qlik_engine_sessions_active": (
-        "gauge",
-        f"Active engine sessions from the engine healthcheck. {_CACHED}",
-        ("target",),
-    ),
-    "qlik_engine_users_active": (
-        "gauge",
-        f"Active engine users from the engine healthcheck. {_CACHED}",
-        ("target",),
-    ),
-    "qlik_engine_apps_loaded": (
-        "gauge",
-        f"Apps loaded in the engine, from the engine healthcheck. {_CACHED}",
-        ("target",),
-    ),
-    "qlik_engine_memory_committed_bytes": (
-        "gauge",
-        f"Committed engine memory from the engine healthcheck. {_CACHED}",
-        ("target",),
-    ),
-    "qlik_engine_cpu_utilization_ratio": (
-        "gauge",
-        f"Engine CPU utilization (0-1) from the engine healthcheck. {_CACHED}",
-        ("target",),
-    ),
-    "qlik_engine_saturated": (
-        "gauge",
-        f"1 if the engine healthcheck reports the engine saturated. {_CACHED}",
-        ("target",),
-    ),
-    "qlik_proxy_sessions": (
-        "gauge",
-        f"Proxy sessions reported by the proxy check. {_CACHED}",
-        ("target", "virtual_proxy"),
-    ),
-    "qlik_cloud_tenant_info": (
-        "gauge",
-        f"The Qlik Cloud tenant and user the API key belongs to; always 1. {_CACHED}",
-        ("target", "tenant_id", "user_id", "user_status"),
-    ),
-    "qlik_certificate_not_after_timestamp_seconds": (
-        "gauge",
-        "When the certificate expires (unix seconds); exported even when expired or untrusted. "
-        f"{_CACHED}",
-        _CERT_LABELS,
-    ),
-    "qlik_certificate_not_before_timestamp_seconds": (
-        "gauge",
-        f"When the certificate becomes valid (unix seconds). {_CACHED}",
-        _CERT_LABELS,
-    ),
-    "qlik_certificate_hostname_match": (
-        "gauge",
-        "1 if the server certificate covers the target host (also with tls_verify: false). "
-        f"{_CACHED}",
-        _TC,
-    ),
-    "qlik_credential_expiry_timestamp_seconds": (
-        "gauge",
-        f"When the JWT or API key expires (unix seconds), from its exp claim. {_CACHED}",
-        ("target", "kind"),
-    ),
-    # Self-metrics: only with an ExporterStatus (not in /probe registries).
-    "qlik_exporter_build_info": (
-        "gauge",
-        "Exporter version and Python version; always 1.",
-        ("version", "python_version"),
-    ),
-    "qlik_exporter_config_last_reload_successful": (
-        "gauge",
-        "1 if the last config (re)load succeeded, 0 after a rejected reload.",
-        (),
-    ),
-    "qlik_exporter_config_last_reload_success_timestamp_seconds": (
-        "gauge",
-        "When the config was last loaded successfully (unix seconds).",
-        (),
-    ),
-    "qlik_exporter_targets": ("gauge", "Targets in the loaded config (this shard's).", ()),
-    "qlik_exporter_start_time_seconds": (
-        "gauge",
-        "When the exporter started (unix seconds).",
-        (),
-    ),
-    "qlik_exporter_ready": (
-        "gauge",
-        "1 when the config is loaded and the scheduler is running.",
-        (),
-    ),
-    "qlik_exporter_scheduler_jobs": ("gauge", "Probe jobs in the scheduler.", ()),
-    "qlik_exporter_checks": ("gauge", "(target, check) pairs with results in the store.", ()),
-    "qlik_exporter_collect_duration_seconds": (
-        "gauge",
-        "Time this scrape spent building metric families from the result store.",
-        (),
-    ),
-}
-
-_REASONS: Final = tuple(r.value for r in Reason)
-_LE: Final = (*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf")
-_ENGINE_FIELDS: Final = (
-    "sessions_active",
-    "users_active",
-    "apps_loaded",
-    "memory_committed_bytes",
-    "cpu_utilization_ratio",
-    "saturated",
-)
-
-
-_SELF_NAMES: Final = frozenset(n for n in FAMILIES if n.startswith("qlik_exporter_"))
-
-Labels = tuple[tuple[str, str], ...]
-# One sample: (sample name, labels shared by a series, extra label name or None, its value,
-# value). Sharing the series' labels tuple lets both renderers format it once per series.
-Row = tuple[str, Labels, str | None, str, float]
-Families = list[tuple[str, list[Row]]]
-
-
-@dataclass(frozen=True, slots=True)
-class ExporterStatus:
-    """The daemon's own state, for self-metrics, ``/-/ready`` and the status page."""
-
-    reload_ok: bool
-    last_reload_success_ts: float | None
-    targets: int
-    started: float
-    ready: bool
-    scheduler_jobs: int | None = None
+from exporter.state import DaemonStatus
+from exporter.targetview import by_target, target_view
 
 
 class QlikCollector:
@@ -260,7 +76,7 @@ class QlikCollector:
 
     ``status`` (called on every scrape, possibly from a worker thread) adds the
     ``qlik_exporter_*`` self-metrics; leave it out for ``/probe`` registries.
-    :meth:`render_text` renders the same families straight to the text format, which is
+    :meth:`render_text` renders the same samples straight to the text format, which is
     an order of magnitude faster than ``generate_latest`` on large stores.
     """
 
@@ -268,7 +84,7 @@ class QlikCollector:
         self,
         store: ResultStore,
         *,
-        status: Callable[[], ExporterStatus] | None = None,
+        status: Callable[[], DaemonStatus] | None = None,
         cache: RenderCache | None = None,
     ) -> None:
         self._store = store
@@ -277,14 +93,20 @@ class QlikCollector:
 
     def describe(self) -> Iterator[Metric]:
         """The families without samples, so registering never runs a collection."""
-        for name in FAMILIES:
-            if self._status is not None or name not in _SELF_NAMES:
-                yield _metric(name, [])
+        families = PROBE_FAMILIES if self._status is None else (*PROBE_FAMILIES, *SELF_FAMILIES)
+        for family in families:
+            yield _metric(family, [])
 
     def collect(self) -> Iterator[Metric]:
-        """Fresh families from the store's snapshot (and the exporter status)."""
-        for name, rows in self._families():
-            yield _metric(name, rows)
+        """Fresh families from the store's snapshot (and the daemon's status)."""
+        begun = time.perf_counter()
+        snapshots = self._store.snapshot()
+        families = build_families(snapshots)
+        if self._status is not None:
+            rows = daemon_samples(self._status(), len(snapshots), begun)
+            families += by_family(SELF_FAMILIES, rows)
+        for family, rows in families:
+            yield _metric(family, rows)
 
     def render_text(self) -> bytes:
         """The families in the Prometheus text format 0.0.4 (what ``generate_latest`` gives).
@@ -295,348 +117,37 @@ class QlikCollector:
         snapshots = self._store.snapshot()
         out = render_snapshots(snapshots, self._cache)
         if self._status is not None:
-            selfs = _self_families(self._status(), len(snapshots), begun)
-            out.extend(_HEADERS[name] + _rows_text(rows) for name, rows in selfs)
+            rows = daemon_samples(self._status(), len(snapshots), begun)
+            out.append(families_text(by_family(SELF_FAMILIES, rows)))
         return "".join(out).encode()
-
-    def _families(self) -> Families:
-        begun = time.perf_counter()
-        snapshots = self._store.snapshot()
-        families = build_families(snapshots)
-        if self._status is not None:
-            families += _self_families(self._status(), len(snapshots), begun)
-        return families
 
 
 def build_families(snapshots: Sequence[SeriesSnapshot]) -> Families:
-    """Every probe family as rows, filled from ``snapshots`` (sorted by target)."""
-    fams: dict[str, list[Row]] = {n: [] for n in FAMILIES if n not in _SELF_NAMES}
-    _add_series(fams, snapshots)
-    for target, group in groupby(snapshots, key=lambda s: s.target):
-        latest = sorted((s.latest for s in group if s.latest is not None), key=lambda r: r.finished)
-        _add_target_values(fams, target, latest)
-    return list(fams.items())
+    """Every probe family with its samples from ``snapshots`` (sorted by target)."""
+    rows = [row for s in snapshots for row in series_samples(s)]
+    for target, group in by_target(snapshots):
+        rows += target_samples(target_view(target, group))
+    return by_family(PROBE_FAMILIES, rows)
 
 
-def _add_series(fams: dict[str, list[Row]], snapshots: Sequence[SeriesSnapshot]) -> None:
-    """The per-(target, check) rows: the hot loop, so it appends plain tuples."""
-    success = fams["qlik_probe_success"]
-    duration = fams["qlik_probe_duration_seconds"]
-    phases = fams["qlik_probe_phase_duration_seconds"]
-    latency = fams["qlik_probe_latency_seconds"]
-    failures = fams["qlik_probe_failures"]
-    last_run = fams["qlik_probe_last_run_timestamp_seconds"]
-    last_ok = fams["qlik_probe_last_success_timestamp_seconds"]
-    hostname = fams["qlik_certificate_hostname_match"]
-    bucket = "qlik_probe_latency_seconds_bucket"
-    for s in snapshots:
-        lab: Labels = (("target", s.target), ("check", s.check))
-        fams["qlik_probe_runs"].append(("qlik_probe_runs_total", lab, None, "", float(s.runs)))
-        got = s.failures
-        failures.extend(
-            ("qlik_probe_failures_total", lab, "reason", r, float(got.get(r, 0))) for r in _REASONS
-        )
-        counts = (*s.latency_buckets, s.latency_count)
-        latency.extend((bucket, lab, "le", le, float(n)) for le, n in zip(_LE, counts, strict=True))
-        latency.append(("qlik_probe_latency_seconds_count", lab, None, "", float(s.latency_count)))
-        latency.append(("qlik_probe_latency_seconds_sum", lab, None, "", s.latency_sum))
-        if s.last_success is not None:
-            last_ok.append(
-                ("qlik_probe_last_success_timestamp_seconds", lab, None, "", s.last_success)
-            )
-        r = s.latest
-        if r is None:
-            continue
-        success.append(("qlik_probe_success", lab, None, "", 1.0 if r.success else 0.0))
-        duration.append(("qlik_probe_duration_seconds", lab, None, "", r.duration))
-        last_run.append(("qlik_probe_last_run_timestamp_seconds", lab, None, "", r.finished))
-        phases.extend(
-            ("qlik_probe_phase_duration_seconds", lab, "phase", p, r.phases[p])
-            for p in PHASES
-            if p in r.phases
-        )
-        if r.hostname_match is not None:
-            match = 1.0 if r.hostname_match else 0.0
-            hostname.append(("qlik_certificate_hostname_match", lab, None, "", match))
-
-
-def _add_target_values(fams: dict[str, list[Row]], target: str, latest: list[ProbeResult]) -> None:
-    """Per-target values as rows of ``fams``."""
-    for name, labels, value in _target_samples(target, latest):
-        fams[name].append((name, labels, None, "", value))
-
-
-def _target_samples(target: str, latest: list[ProbeResult]) -> list[tuple[str, Labels, float]]:
-    """Per-target samples (family, labels, value), each value from the newest result that has
-    it (``latest`` is oldest first), in FAMILIES order."""
-    build = engine_version = health = proxy = tenant = None
-    certs: dict[tuple[str, str], CertificateInfo] = {}
-    creds: dict[str, float] = {}
-    for r in latest:
-        v = r.values
-        build = v.repository_build or build
-        engine_version = v.engine_version or engine_version
-        health = v.engine_health or health
-        proxy = v.proxy_sessions or proxy
-        tenant = v.tenant or tenant
-        certs.update(((c.source, c.serial), c) for c in r.certificates)
-        creds.update((c.kind, c.expires) for c in r.credentials)
-
-    out: list[tuple[str, Labels, float]] = []
-    tl = ("target", target)
-
-    def add(name: str, labels: Labels, value: float) -> None:
-        out.append((name, (tl, *labels), value))
-
-    if build is not None:
-        add(
-            "qlik_repository_build_info",
-            (("build_version", build[0]), ("build_date", build[1])),
-            1.0,
-        )
-    if engine_version is not None:
-        add("qlik_engine_build_info", (("version", engine_version),), 1.0)
-    if health is not None:
-        for field in _ENGINE_FIELDS:
-            add(f"qlik_engine_{field}", (), float(getattr(health, field)))
-    if proxy is not None:
-        add("qlik_proxy_sessions", (("virtual_proxy", proxy[0]),), float(proxy[1]))
-    if tenant is not None:
-        ids = (tenant.tenant_id, tenant.user_id, tenant.user_status)
-        add("qlik_cloud_tenant_info", tuple(zip(_TENANT_LABELS, ids, strict=True)), 1.0)
-    for c in certs.values():
-        cert = (c.source, c.subject_cn, c.issuer_cn, c.serial)
-        lab = (tl, *zip(_CERT_LABELS[1:], cert, strict=True))  # one tuple for both samples
-        out.append(("qlik_certificate_not_after_timestamp_seconds", lab, c.not_after))
-        out.append(("qlik_certificate_not_before_timestamp_seconds", lab, c.not_before))
-    for kind, expires in creds.items():
-        add("qlik_credential_expiry_timestamp_seconds", (("kind", kind),), expires)
-    return out
-
-
-_TENANT_LABELS: Final = ("tenant_id", "user_id", "user_status")
-
-
-def _self_families(status: ExporterStatus, checks: int, begun: float) -> Families:
-    build: Labels = (("version", __version__), ("python_version", platform.python_version()))
-    values: dict[str, float | None] = {
-        "qlik_exporter_config_last_reload_successful": 1.0 if status.reload_ok else 0.0,
-        "qlik_exporter_config_last_reload_success_timestamp_seconds": (
-            status.last_reload_success_ts
-        ),
-        "qlik_exporter_targets": float(status.targets),
-        "qlik_exporter_start_time_seconds": status.started,
-        "qlik_exporter_ready": 1.0 if status.ready else 0.0,
-        "qlik_exporter_scheduler_jobs": (
-            None if status.scheduler_jobs is None else float(status.scheduler_jobs)
-        ),
-        "qlik_exporter_checks": float(checks),
-        "qlik_exporter_collect_duration_seconds": time.perf_counter() - begun,
-    }
-    out: Families = [
-        ("qlik_exporter_build_info", [("qlik_exporter_build_info", build, None, "", 1.0)])
-    ]
-    for name, value in values.items():
-        out.append((name, [] if value is None else [(name, (), None, "", value)]))
-    return out
-
-
-def _metric(name: str, rows: list[Row]) -> Metric:
+def _metric(family: Family, rows: list[Row]) -> Metric:
     """A prometheus_client family from rows (label dicts built once per series)."""
-    typ, doc, _ = FAMILIES[name]
-    metric = Metric(name, doc, typ)
+    metric = Metric(family.name, family.help, family.type)
     samples = metric.samples
     dicts: dict[int, dict[str, str]] = {}
-    for sample_name, base, extra, extra_value, value in rows:
+    for _, sample_name, base, extra, values in rows:
         labels = dicts.get(id(base))
         if labels is None:
             labels = dicts[id(base)] = dict(base)
-        if extra is not None:
-            labels = {**labels, extra: extra_value}
-        samples.append(Sample(sample_name, labels, value))
+        if extra is None:
+            samples.append(Sample(sample_name, labels, values[0]))
+        else:
+            key, extra_values = extra
+            samples += [
+                Sample(sample_name, {**labels, key: v}, value)
+                for v, value in zip(extra_values, values, strict=True)
+            ]
     return metric
-
-
-def _escape(value: str) -> str:
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
-    return value
-
-
-_SPECIAL: Final = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}  # Go spellings
-
-
-def render_text(families: Families) -> bytes:
-    """Rows in the Prometheus text format 0.0.4; series labels are formatted once each."""
-    return "".join(_HEADERS[name] + _rows_text(rows) for name, rows in families).encode()
-
-
-def _rows_text(rows: list[Row]) -> str:
-    out: list[str] = []
-    append = out.append
-    formatted: dict[int, str] = {}
-    for sample_name, base, extra, extra_value, value in rows:
-        labels = formatted.get(id(base))
-        if labels is None:
-            labels = formatted[id(base)] = _labels_text(base)
-        if extra is not None:
-            pair = f'{extra}="{_escape(extra_value)}"'
-            labels = f"{labels},{pair}" if labels else pair
-        append(
-            f"{sample_name}{{{labels}}} {_num(value)}\n"
-            if labels
-            else f"{sample_name} {_num(value)}\n"
-        )
-    return "".join(out)
-
-
-def _num(value: float) -> str:
-    """A sample value as client_python writes it (Go's spellings of the infinities and NaN)."""
-    text = repr(value)
-    return _SPECIAL[text] if text[-1] in "fn" else text
-
-
-def _header(name: str) -> str:
-    typ, doc, _ = FAMILIES[name]
-    exposed = f"{name}_total" if typ == "counter" else name
-    doc = doc.replace("\\", r"\\").replace("\n", r"\n")
-    return f"# HELP {exposed} {doc}\n# TYPE {exposed} {typ}\n"
-
-
-_HEADERS: Final = {name: _header(name) for name in FAMILIES}
-_PROBE_FAMILIES: Final = tuple(n for n in FAMILIES if n not in _SELF_NAMES)
-# Label suffixes of the fixed extra labels, formatted once: ',reason="timeout"} ' and so on.
-_FAILURE_SUFFIXES: Final = tuple((r, f',reason="{r}"}} ') for r in _REASONS)
-_LE_SUFFIXES: Final = tuple(f',le="{le}"}} ' for le in _LE)
-_PHASE_SUFFIXES: Final = tuple((p, f',phase="{p}"}} ') for p in PHASES)
-
-# One rendered piece: (family name, its sample lines for one series or one target).
-Piece = tuple[str, str]
-
-
-class RenderCache:
-    """The rendered text of every (target, check) series and every target's values.
-
-    A scrape re-renders only the series whose store version changed since the last scrape (and
-    the targets that own them); the rest is reused. Entries not seen in a scrape are dropped,
-    so removed targets do not linger. Concurrent scrapes in worker threads may share one
-    cache: entries are replaced whole, and losing a race only renders a series twice.
-    """
-
-    __slots__ = ("labels", "series", "targets")
-
-    def __init__(self) -> None:
-        self.series: dict[tuple[str, str], tuple[int, tuple[Piece, ...]]] = {}
-        self.targets: dict[str, tuple[tuple[tuple[str, int], ...], tuple[Piece, ...]]] = {}
-        self.labels: dict[Labels, str] = {}  # formatted per-target label sets
-
-
-def render_snapshots(snapshots: Sequence[SeriesSnapshot], cache: RenderCache) -> list[str]:
-    """Every probe family of ``snapshots`` as text, in FAMILIES order, reusing ``cache``."""
-    chunks: dict[str, list[str]] = {name: [] for name in _PROBE_FAMILIES}
-    old_series, old_targets = cache.series, cache.targets
-    new_series: dict[tuple[str, str], tuple[int, tuple[Piece, ...]]] = {}
-    new_targets: dict[str, tuple[tuple[tuple[str, int], ...], tuple[Piece, ...]]] = {}
-    labels = cache.labels
-    if len(labels) > 8 * len(snapshots) + 64:  # rotated certificates' label sets: start afresh
-        labels = cache.labels = {}
-    for s in snapshots:
-        key = (s.target, s.check)
-        entry = old_series.get(key)
-        if entry is None or entry[0] != s.version:
-            entry = (s.version, _series_text(s))
-        new_series[key] = entry
-        for name, text in entry[1]:
-            chunks[name].append(text)
-    for target, grouped in groupby(snapshots, key=lambda s: s.target):
-        group = list(grouped)
-        versions = tuple((s.check, s.version) for s in group)
-        cached = old_targets.get(target)
-        if cached is None or cached[0] != versions:
-            cached = (versions, _target_text(target, group, labels))
-        new_targets[target] = cached
-        for name, text in cached[1]:
-            chunks[name].append(text)
-    cache.series, cache.targets = new_series, new_targets
-    out: list[str] = []
-    for name in _PROBE_FAMILIES:
-        out.append(_HEADERS[name])
-        out.extend(chunks[name])
-    return out
-
-
-def _series_text(s: SeriesSnapshot) -> tuple[Piece, ...]:
-    """One series' sample lines, by family: the same samples as :func:`_add_series` rows."""
-    lab = f'{{target="{_escape(s.target)}",check="{_escape(s.check)}"'
-    closed = lab + "} "
-    got = s.failures
-    fail = "qlik_probe_failures_total" + lab
-    bucket = "qlik_probe_latency_seconds_bucket" + lab
-    counts = (*s.latency_buckets, s.latency_count)
-    out: list[Piece] = [
-        ("qlik_probe_runs", f"qlik_probe_runs_total{closed}{float(s.runs)!r}\n"),
-        (
-            "qlik_probe_failures",
-            "".join([f"{fail}{sfx}{float(got.get(r, 0))!r}\n" for r, sfx in _FAILURE_SUFFIXES]),
-        ),
-        (
-            "qlik_probe_latency_seconds",
-            "".join(
-                [
-                    f"{bucket}{sfx}{float(n)!r}\n"
-                    for sfx, n in zip(_LE_SUFFIXES, counts, strict=True)
-                ]
-            )
-            + f"qlik_probe_latency_seconds_count{closed}{float(s.latency_count)!r}\n"
-            + f"qlik_probe_latency_seconds_sum{closed}{_num(s.latency_sum)}\n",
-        ),
-    ]
-    if s.last_success is not None:
-        name = "qlik_probe_last_success_timestamp_seconds"
-        out.append((name, f"{name}{closed}{_num(s.last_success)}\n"))
-    r = s.latest
-    if r is None:
-        return tuple(out)
-    out.append(
-        ("qlik_probe_success", f"qlik_probe_success{closed}{'1.0' if r.success else '0.0'}\n")
-    )
-    out.append(
-        ("qlik_probe_duration_seconds", f"qlik_probe_duration_seconds{closed}{_num(r.duration)}\n")
-    )
-    name = "qlik_probe_last_run_timestamp_seconds"
-    out.append((name, f"{name}{closed}{_num(r.finished)}\n"))
-    name = "qlik_probe_phase_duration_seconds"
-    phases = "".join(
-        [f"{name}{lab}{sfx}{_num(r.phases[p])}\n" for p, sfx in _PHASE_SUFFIXES if p in r.phases]
-    )
-    if phases:
-        out.append((name, phases))
-    if r.hostname_match is not None:
-        name = "qlik_certificate_hostname_match"
-        out.append((name, f"{name}{closed}{'1.0' if r.hostname_match else '0.0'}\n"))
-    return tuple(out)
-
-
-def _target_text(
-    target: str, group: list[SeriesSnapshot], labels_text: dict[Labels, str]
-) -> tuple[Piece, ...]:
-    """One target's values (build, engine, proxy, tenant, certificates, credentials) as text.
-
-    ``labels_text`` memoizes formatted label sets: a target's certificates and build rarely
-    change while its checks' results do, every run.
-    """
-    latest = sorted((s.latest for s in group if s.latest is not None), key=lambda r: r.finished)
-    out: list[Piece] = []
-    for name, labels, value in _target_samples(target, latest):
-        text = labels_text.get(labels)
-        if text is None:
-            text = labels_text[labels] = _labels_text(labels)
-        out.append((name, f"{name}{{{text}}} {_num(value)}\n"))
-    return tuple(out)
-
-
-def _labels_text(labels: Labels) -> str:
-    return ",".join([f'{k}="{_escape(v)}"' for k, v in labels])
 
 
 def probe_registry(results: Iterable[ProbeResult]) -> CollectorRegistry:

@@ -120,6 +120,7 @@ class _Series:
     runs: int = 0
     failures: dict[str, int] = field(default_factory=dict)
     last_success: float | None = None
+    failing_since: float | None = None
     latency_buckets: list[int] = field(default_factory=list)
     latency_sum: float = 0.0
     latency_count: int = 0
@@ -158,8 +159,12 @@ class ResultStore:
             s.latest = result
             if result.success:
                 s.last_success = result.finished
-            elif result.reason is not None:
-                s.failures[result.reason.value] = s.failures.get(result.reason.value, 0) + 1
+                s.failing_since = None
+            else:
+                if s.failing_since is None:
+                    s.failing_since = result.finished
+                if result.reason is not None:
+                    s.failures[result.reason.value] = s.failures.get(result.reason.value, 0) + 1
             for i, bound in enumerate(LATENCY_BUCKETS):
                 if result.duration <= bound:
                     s.latency_buckets[i] += 1
@@ -186,6 +191,7 @@ class ResultStore:
                     runs=s.runs,
                     failures=dict(s.failures),
                     last_success=s.last_success,
+                    failing_since=s.failing_since,
                     latency_buckets=tuple(s.latency_buckets),
                     latency_sum=s.latency_sum,
                     latency_count=s.latency_count,
@@ -202,9 +208,9 @@ class ResultStore:
         return s
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: every scrape copies every series, a frozen __init__ is slow
 class SeriesSnapshot:
-    """A read-only view of one (target, check) for the collector and the status page."""
+    """A copy of one (target, check) for the collector and the status page; treat as read-only."""
 
     target: str
     check: str
@@ -216,3 +222,4 @@ class SeriesSnapshot:
     latency_sum: float
     latency_count: int
     version: int  # changes whenever anything above changes; unique across stores
+    failing_since: float | None = None  # when the current run of failures began (unix seconds)

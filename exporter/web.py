@@ -1,24 +1,19 @@
-"""The HTTP endpoints: ``/metrics``, ``/probe``, ``/-/*`` and a small status page at ``/``.
+"""The HTTP endpoints: ``/metrics``, ``/probe``, ``/-/*`` and the status page at ``/``.
 
-The application is built against :class:`ExporterState`, a small protocol the daemon implements,
-so the endpoints can be tested against a double. Metrics are rendered in a worker thread so a
-large store never blocks the event loop.
+The application is built against :class:`~exporter.state.DaemonView`, a small protocol the
+daemon implements, so the endpoints can be tested against a double. Metrics and the status page
+are rendered in a worker thread so a large store never blocks the event loop. The page itself
+is :mod:`exporter.statuspage`, ``/-/config``'s redaction :mod:`exporter.redact`, and ``/probe``'s
+admission and debug report :mod:`exporter.webprobe`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
-import html
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import quote
 
-import yaml
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import (
@@ -32,82 +27,26 @@ from prometheus_client.exposition import (
     gzip_accepted,
 )
 from prometheus_client.registry import CollectorRegistry
-from pydantic import SecretBytes, SecretStr
 
-from exporter import __version__
-from exporter.config import Config
-from exporter.metrics import ExporterStatus, QlikCollector, RenderCache, probe_registry
-from exporter.results import CertificateInfo, ProbeResult, ResultStore, SeriesSnapshot
+from exporter.exposition import RenderCache
+from exporter.metrics import QlikCollector, probe_registry
+from exporter.redact import redacted_config_yaml
 from exporter.settings import split_address
+from exporter.state import DaemonView
+from exporter.statuspage import render_status_page
 from exporter.webconfig import WebConfig, basic_auth_middleware
+from exporter.webprobe import ProbeLimiter, probe_report
 
 log = logging.getLogger(__name__)
 
-_WARN_DAYS = 30
-
-
-class ExporterState(Protocol):
-    """What the endpoints need from the daemon."""
-
-    @property
-    def store(self) -> ResultStore:
-        """The latest results (read from a worker thread while rendering ``/metrics``)."""
-
-    @property
-    def config(self) -> Config:
-        """The config currently running."""
-
-    @property
-    def status(self) -> ExporterStatus:
-        """Reload outcome, target count, start time and readiness."""
-
-    async def reload(self) -> list[str]:
-        """Re-read the config: ``[]`` on success, else one error line each (old config stays)."""
-
-    async def probe(self, target: str, check: str | None) -> list[ProbeResult]:
-        """Run ``target`` (one check, or all enabled ones) now; never raises for probe failures.
-
-        Raises :class:`KeyError` or :class:`ValueError` for an unknown target or check.
-        """
-
-
-STATE = web.AppKey[ExporterState]("state")
+STATE = web.AppKey[DaemonView]("state")
 _PROCESS = web.AppKey("process_registry", CollectorRegistry)
-
-
-class _ProbeLimiter:
-    """Per target, ``concurrency`` running ``/probe`` requests and ``queue`` waiting; no more."""
-
-    def __init__(self, *, concurrency: int, queue: int) -> None:
-        self._concurrency = concurrency
-        self._limit = concurrency + queue
-        self._pending: dict[str, int] = {}
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
-
-    @contextlib.asynccontextmanager
-    async def slot(self, target: str) -> AsyncIterator[bool]:
-        """Yield ``False`` at once when the queue is full, else ``True`` once it is our turn."""
-        pending = self._pending.get(target, 0)
-        if pending >= self._limit:
-            yield False
-            return
-        self._pending[target] = pending + 1
-        semaphore = self._semaphores.setdefault(target, asyncio.Semaphore(self._concurrency))
-        try:
-            async with semaphore:
-                yield True
-        finally:
-            self._pending[target] -= 1
-            if not self._pending[target]:
-                del self._pending[target], self._semaphores[target]
-
-
-_LIMITER = web.AppKey("probe_limiter", _ProbeLimiter)
+_LIMITER = web.AppKey("probe_limiter", ProbeLimiter)
 _RENDER_CACHE = web.AppKey("render_cache", RenderCache)
 
 
 def create_app(
-    state: ExporterState,
+    state: DaemonView,
     *,
     probe_concurrency: int = 1,
     probe_queue: int = 2,
@@ -115,16 +54,20 @@ def create_app(
     """The aiohttp application (``run_server`` adds TLS and basic auth from the web config)."""
     app = web.Application(middlewares=[_errors])
     app[STATE] = state
-    app[_LIMITER] = _ProbeLimiter(concurrency=probe_concurrency, queue=probe_queue)
+    app[_LIMITER] = ProbeLimiter(concurrency=probe_concurrency, queue=probe_queue)
     app[_PROCESS] = _process_registry()
     app[_RENDER_CACHE] = RenderCache()  # /metrics re-renders only the series that changed
-    app.router.add_get("/", _status_page)
-    app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/probe", _probe)
-    app.router.add_get("/-/healthy", _healthy)
-    app.router.add_get("/-/ready", _ready)
-    app.router.add_post("/-/reload", _reload)
-    app.router.add_get("/-/config", _config)
+    app.add_routes(
+        [
+            web.get("/", _status_page),
+            web.get("/metrics", _metrics),
+            web.get("/probe", _probe),
+            web.get("/-/healthy", _healthy),
+            web.get("/-/ready", _ready),
+            web.post("/-/reload", _reload),
+            web.get("/-/config", _config),
+        ]
+    )
     return app
 
 
@@ -206,29 +149,6 @@ async def _config(request: web.Request) -> web.Response:
     )
 
 
-def redacted_config_yaml(config: Config) -> str:
-    """The config as YAML with every secret shown as ``<secret>`` (files are never read)."""
-    return yaml.safe_dump(
-        _redact(config.model_dump(mode="python", exclude_none=True)),
-        sort_keys=False,
-        allow_unicode=True,
-    )
-
-
-def _redact(value: Any) -> Any:
-    if isinstance(value, SecretStr | SecretBytes):
-        return "<secret>"
-    if isinstance(value, dict):
-        return {str(k): _redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_redact(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
 # --- /metrics and /probe -------------------------------------------------------------------
 
 
@@ -291,24 +211,10 @@ async def _probe(request: web.Request) -> web.Response:
     if request.query.get("debug", "").lower() in ("true", "1", "yes"):
         exposition = choose_encoder("")[0](registry).decode()
         return _text(
-            200, f"{_probe_log(results)}\nMetrics that would have been returned:\n{exposition}"
+            200, f"{probe_report(results)}\nMetrics that would have been returned:\n{exposition}"
         )
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     return _exposition(encoder(registry), content_type, zipped=False)
-
-
-def _probe_log(results: Iterable[ProbeResult]) -> str:
-    lines: list[str] = []
-    for r in results:
-        outcome = "succeeded" if r.success else f"failed (reason: {r.reason or 'unknown'})"
-        lines.append(
-            f"Probe of target {r.target!r} check {r.check!r} {outcome} in {r.duration:.3f}s"
-        )
-        if r.error:
-            lines.append(f"Error: {r.error}")
-        lines.extend(f"  {line}" for line in r.log)
-        lines.append("")
-    return "\n".join(lines) if lines else "No checks ran.\n"
 
 
 # --- the status page -----------------------------------------------------------------------
@@ -322,94 +228,3 @@ async def _status_page(request: web.Request) -> web.Response:
         lambda: render_status_page(config, store.snapshot(), status, time.time())
     )
     return web.Response(text=page, content_type="text/html")
-
-
-_STYLE = """body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin:1em 0}
-td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}.ok{color:#176617}
-.failed{color:#b00020;font-weight:bold}.warn{background:#fff3cd}.expired{background:#f8d7da}
-.none{color:#777}"""
-
-
-def render_status_page(
-    config: Config, snapshots: list[SeriesSnapshot], status: ExporterStatus, now: float
-) -> str:
-    """The HTML status page; every value is escaped."""
-    by_key = {(s.target, s.check): s for s in snapshots}
-    check_rows: list[str] = []
-    expiry_rows: list[str] = []
-    for target in config.targets:
-        series = [by_key.get((target.name, c)) for c in target.enabled_checks]
-        for check, snap in zip(target.enabled_checks, series, strict=True):
-            check_rows.append(_check_row(target.name, check, snap, now))
-        expiry_rows.extend(_expiry_rows(target.name, [s for s in series if s], now))
-    reload = "ok" if status.reload_ok else "FAILED (previous config still running)"
-    head = (
-        f"<p>qlik-sense-exporter {_e(__version__)} &middot; ready: "
-        f"{'yes' if status.ready else 'no'} &middot; last config reload: {_e(reload)} &middot; "
-        f"{status.targets} targets</p>"
-        '<p><a href="/metrics">/metrics</a> &middot; <a href="/-/config">/-/config</a> &middot; '
-        '<a href="/-/healthy">/-/healthy</a> &middot; <a href="/-/ready">/-/ready</a></p>'
-    )
-    checks = (
-        "<h2>Checks</h2><table><tr><th>target</th><th>check</th><th>last result</th>"
-        "<th>reason</th><th>when</th><th>duration</th><th>debug</th></tr>"
-        + "".join(check_rows)
-        + "</table>"
-    )
-    expiry = (
-        "<h2>Certificates and credentials</h2><table><tr><th>target</th><th>what</th>"
-        "<th>subject</th><th>expires</th><th>days left</th></tr>"
-        + ("".join(expiry_rows) or '<tr><td colspan="5" class="none">none seen yet</td></tr>')
-        + "</table>"
-    )
-    return (
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>qlik-sense-exporter</title>'
-        f"<style>{_STYLE}</style></head><body><h1>qlik-sense-exporter</h1>"
-        f"{head}{checks}{expiry}</body></html>\n"
-    )
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _check_row(target: str, check: str, snap: SeriesSnapshot | None, now: float) -> str:
-    link = (
-        f"/probe?target={quote(target, safe='')}&amp;check={quote(check, safe='')}&amp;debug=true"
-    )
-    cells = [_e(target), _e(check)]
-    r = snap.latest if snap else None
-    if r is None:
-        cells += ['<span class="none">not run yet</span>', "", "", ""]
-    else:
-        result = '<span class="ok">ok</span>' if r.success else '<span class="failed">failed</span>'
-        reason = f'<span title="{_e(r.error)}">{_e(r.reason or "")}</span>'
-        cells += [result, reason, _e(_age(now - r.finished)), f"{r.duration:.3f}s"]
-    cells.append(f'<a href="{link}">probe now</a>')
-    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
-
-
-def _expiry_rows(target: str, series: list[SeriesSnapshot], now: float) -> list[str]:
-    certs: dict[tuple[str, str], CertificateInfo] = {}
-    creds: dict[str, float] = {}
-    for r in sorted((s.latest for s in series if s.latest), key=lambda r: r.finished):
-        certs.update(((c.source, c.serial), c) for c in r.certificates)
-        creds.update((c.kind, c.expires) for c in r.credentials)
-    items = [(f"certificate {c.source}", c.subject_cn, c.not_after) for c in certs.values()]
-    items += [(kind, "", expires) for kind, expires in creds.items()]
-    rows = []
-    for what, subject, expires in items:
-        days = (expires - now) / 86400
-        css = "expired" if days < 0 else "warn" if days < _WARN_DAYS else ""
-        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires))
-        cells = (_e(target), _e(what), _e(subject), _e(when), f"{days:.0f}")
-        rows.append(f'<tr class="{css}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return rows
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"

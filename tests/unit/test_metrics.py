@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import platform
 import random
+import re
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import __version__
-from exporter.metrics import (
-    ExporterStatus,
-    QlikCollector,
-    RenderCache,
-    build_families,
-    probe_registry,
-    render_text,
-)
+from exporter.exposition import RenderCache, render_text
+from exporter.metrics import QlikCollector, build_families, probe_registry
 from exporter.reasons import Reason
 from exporter.results import (
     CertificateInfo,
@@ -28,6 +23,7 @@ from exporter.results import (
     ResultStore,
     TenantInfo,
 )
+from exporter.state import DaemonStatus
 
 TC = {"target": "central", "check": "repository"}
 
@@ -45,7 +41,7 @@ def result(target: str = "central", check: str = "repository", **kw: Any) -> Pro
     return ProbeResult(target=target, check=check, **fields)
 
 
-def registry_of(*results: ProbeResult, status: ExporterStatus | None = None) -> CollectorRegistry:
+def registry_of(*results: ProbeResult, status: DaemonStatus | None = None) -> CollectorRegistry:
     store = ResultStore()
     for r in results:
         store.record_start(r.target, r.check)
@@ -204,7 +200,7 @@ def test_hostname_match_and_credential_expiry_are_exported() -> None:
 
 def test_self_metrics_come_from_the_exporter_status() -> None:
     """The status adds build info, reload outcome, target count and readiness."""
-    status = ExporterStatus(
+    status = DaemonStatus(
         reload_ok=False, last_reload_success_ts=99.0, targets=3, started=10.0, ready=True
     )
     reg = registry_of(result(), status=status)
@@ -311,3 +307,17 @@ def test_one_cache_over_two_stores_never_shows_the_other_stores_values() -> None
     text = QlikCollector(second, cache=cache).render_text().decode()
     assert 'qlik_probe_duration_seconds{target="central",check="repository"} 2.0' in text
     assert 'qlik_probe_duration_seconds{target="central",check="repository"} 1.0' not in text
+
+
+def test_infinities_and_nan_are_written_as_prometheus_spells_them() -> None:
+    """Non-finite values render as +Inf, -Inf and NaN in the text path, as in the collector's."""
+    store = ResultStore()
+    phases = {"tls": float("inf"), "read": float("-inf")}
+    store.record(result(duration=float("nan"), phases=phases))
+    text = QlikCollector(store).render_text().decode()
+    series = 'target="central",check="repository"'
+    assert f"qlik_probe_duration_seconds{{{series}}} NaN\n" in text
+    assert f"qlik_probe_latency_seconds_sum{{{series}}} NaN\n" in text
+    assert f'qlik_probe_phase_duration_seconds{{{series},phase="tls"}} +Inf\n' in text
+    assert f'qlik_probe_phase_duration_seconds{{{series},phase="read"}} -Inf\n' in text
+    assert not re.search(r" (-?inf|nan)$", text, re.MULTILINE)

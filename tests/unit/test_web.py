@@ -12,9 +12,9 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.config import Config, parse_config
-from exporter.metrics import ExporterStatus
 from exporter.reasons import Reason
 from exporter.results import CertificateInfo, ProbeResult, ResultStore
+from exporter.state import DaemonStatus
 from exporter.web import create_app, run_server
 
 SECRET = "s3cr3t-api-key-value"
@@ -26,7 +26,7 @@ class FakeState:
     def __init__(self, config: Config) -> None:
         self.store = ResultStore()
         self.config = config
-        self.status = ExporterStatus(True, 100.0, len(config.targets), 50.0, True)
+        self.status = DaemonStatus(True, 100.0, len(config.targets), 50.0, True)
         self.reload_errors: list[str] = []
         self.probe_gate: asyncio.Event | None = None
         self.probe_started = asyncio.Event()
@@ -212,9 +212,9 @@ async def test_ready_is_503_until_the_daemon_is_ready(
     client: TestClient[object, object], state: FakeState
 ) -> None:
     """/-/ready follows the status's ready flag."""
-    state.status = ExporterStatus(True, None, 0, 0.0, ready=False)
+    state.status = DaemonStatus(True, None, 0, 0.0, ready=False)
     assert (await client.get("/-/ready")).status == 503
-    state.status = ExporterStatus(True, None, 0, 0.0, ready=True)
+    state.status = DaemonStatus(True, None, 0, 0.0, ready=True)
     assert (await client.get("/-/ready")).status == 200
 
 
@@ -304,7 +304,7 @@ async def test_status_page_lists_checks_and_escapes_html(
     assert "&lt;img src=x&gt;" in page
     assert "timeout" in page
     assert "/probe?target=cloud&amp;check=tenant&amp;debug=true" in page
-    assert 'class="expired"' in page
+    assert '<span class="days red">' in page  # expired, in the dashboard's red
 
 
 async def test_run_server_binds_a_free_port_and_serves(state: FakeState) -> None:
