@@ -49,8 +49,8 @@ PROBE_DURATION: Final = _last_run(
 )
 PROBE_PHASE_DURATION: Final = _last_run(
     "qlik_probe_phase_duration_seconds",
-    "Time each phase (resolve, connect, tls, request = time to first byte, read) took in the "
-    "last scheduled run.",
+    "Time each phase (resolve, connect, tls, token = an OAuth token request, request = time to "
+    "first byte, read) took in the last scheduled run.",
     "target check phase",
 )
 PROBE_LATENCY: Final = Family(
@@ -115,8 +115,38 @@ CERT_HOSTNAME_MATCH: Final = _last_run(
 )
 CREDENTIAL_EXPIRY: Final = _last_run(
     "qlik_credential_expiry_timestamp_seconds",
-    "When the JWT or API key expires (unix seconds), from its exp claim.",
+    "When the JWT, API key or OAuth access token expires (unix seconds).",
     "target kind",
+)
+LICENSE_EXPIRED: Final = _last_run(
+    "qlik_license_expired",
+    "1 if Qlik says the site's or tenant's licence has expired, else 0.",
+    "target",
+)
+LICENSE_EXPIRY: Final = _last_run(
+    "qlik_license_expiry_timestamp_seconds",
+    "When the licence expires (unix seconds); absent when it does not expire.",
+    "target",
+)
+LICENSE_ACCESS_TOTAL: Final = _last_run(
+    "qlik_license_access_total",
+    "Access allocations of the licence by type (QSEoW) or allotment (Qlik Cloud).",
+    "target type",
+)
+LICENSE_ACCESS_AVAILABLE: Final = _last_run(
+    "qlik_license_access_available",
+    "Access allocations still available by type (QSEoW) or allotment (Qlik Cloud).",
+    "target type",
+)
+SERVICE_STATE: Final = _last_run(
+    "qlik_service_state",
+    "1 for the state the repository reports for the service on the node, 0 for the others.",
+    "target node service state",
+)
+SERVICE_STATUS_TIME: Final = _last_run(
+    "qlik_service_status_timestamp_seconds",
+    "When the repository recorded the service's state on the node (unix seconds).",
+    "target node service",
 )
 
 # By the EngineHealth field each one publishes.
@@ -200,6 +230,12 @@ PROBE_FAMILIES: Final = (
     CERT_NOT_BEFORE,
     CERT_HOSTNAME_MATCH,
     CREDENTIAL_EXPIRY,
+    LICENSE_EXPIRED,
+    LICENSE_EXPIRY,
+    LICENSE_ACCESS_TOTAL,
+    LICENSE_ACCESS_AVAILABLE,
+    SERVICE_STATE,
+    SERVICE_STATUS_TIME,
 )
 SELF_FAMILIES: Final = (
     EXPORTER_BUILD,

@@ -69,6 +69,17 @@ class LicenseInfo:
     access: dict[str, tuple[float, float]]  # access type or allotment -> (total, available)
 
 
+# The states of qlik_service_state, in the QRS serviceState enum's order (0 … 5).
+SERVICE_STATES = (
+    "initializing",
+    "certificates_not_installed",
+    "running",
+    "no_communication",
+    "disabled",
+    "unknown",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceState:
     """One service on one node of a site, from the ``services`` check."""

@@ -17,7 +17,14 @@ from exporter import __version__
 from exporter import families as F
 from exporter.families import Family
 from exporter.reasons import Reason
-from exporter.results import LATENCY_BUCKETS, PHASES, SeriesSnapshot
+from exporter.results import (
+    LATENCY_BUCKETS,
+    PHASES,
+    SERVICE_STATES,
+    LicenseInfo,
+    SeriesSnapshot,
+    ServiceState,
+)
 from exporter.state import DaemonStatus
 from exporter.targetview import TargetView
 
@@ -111,7 +118,37 @@ def target_samples(view: TargetView) -> list[Row]:
     for cred in view.credentials:
         lab = _labels(F.CREDENTIAL_EXPIRY, target, cred.kind)
         out.append(_one(F.CREDENTIAL_EXPIRY, lab, cred.expires))
+    if (lic := view.license) is not None:
+        out += _license_samples(target, lic)
+    if view.services is not None:
+        out += _service_samples(target, view.services)
     return out
+
+
+def _license_samples(target: str, lic: LicenseInfo) -> list[Row]:
+    lab: Labels = (("target", target),)
+    out = [_one(F.LICENSE_EXPIRED, lab, 1.0 if lic.expired else 0.0)]
+    if lic.expires is not None:
+        out.append(_one(F.LICENSE_EXPIRY, lab, lic.expires))
+    for family, index in ((F.LICENSE_ACCESS_TOTAL, 0), (F.LICENSE_ACCESS_AVAILABLE, 1)):
+        kinds = tuple(lic.access)
+        if kinds:
+            values = [lic.access[k][index] for k in kinds]
+            out.append((family, family.sample, lab, ("type", kinds), values))
+    return out
+
+
+def _service_samples(target: str, services: Sequence[ServiceState]) -> list[Row]:
+    out: list[Row] = []
+    times: list[Row] = []
+    family = F.SERVICE_STATE
+    for s in services:
+        lab: Labels = (("target", target), ("node", s.node), ("service", s.service))
+        values = [1.0 if state == s.state else 0.0 for state in SERVICE_STATES]
+        out.append((family, family.sample, lab, ("state", SERVICE_STATES), values))
+        if s.timestamp is not None:
+            times.append(_one(F.SERVICE_STATUS_TIME, lab, s.timestamp))
+    return out + times
 
 
 def daemon_samples(status: DaemonStatus, checks: int, begun: float) -> list[Row]:

@@ -17,7 +17,9 @@ from exporter.results import (
     CertificateInfo,
     CredentialInfo,
     EngineHealth,
+    LicenseInfo,
     SeriesSnapshot,
+    ServiceState,
     TenantInfo,
 )
 
@@ -37,12 +39,14 @@ class TargetView:
     tenant: TenantInfo | None = None
     certificates: tuple[CertificateInfo, ...] = ()  # one per (source, serial)
     credentials: tuple[CredentialInfo, ...] = ()  # one per kind
+    license: LicenseInfo | None = None
+    services: tuple[ServiceState, ...] | None = None
 
 
 def target_view(target: str, series: Iterable[SeriesSnapshot]) -> TargetView:
     """The view of ``target`` from the latest results of its ``series``."""
     latest = sorted([s.latest for s in series if s.latest is not None], key=_finished)
-    build = engine_version = health = proxy = tenant = None
+    build = engine_version = health = proxy = tenant = lic = services = None
     certs: dict[tuple[str, str], CertificateInfo] = {}
     creds: dict[str, CredentialInfo] = {}
     for r in latest:  # oldest first, so newer values win
@@ -52,6 +56,8 @@ def target_view(target: str, series: Iterable[SeriesSnapshot]) -> TargetView:
         health = v.engine_health or health
         proxy = v.proxy_sessions or proxy
         tenant = v.tenant or tenant
+        lic = v.license or lic
+        services = v.services if v.services is not None else services
         for c in r.certificates:
             certs[c.source, c.serial] = c
         for cred in r.credentials:
@@ -65,6 +71,8 @@ def target_view(target: str, series: Iterable[SeriesSnapshot]) -> TargetView:
         tenant,
         tuple(certs.values()),
         tuple(creds.values()),
+        lic,
+        services,
     )
 
 

@@ -13,17 +13,10 @@ import datetime as dt
 from typing import Any, Final
 
 from exporter.checks.context import ProbeContext
-from exporter.results import CheckValues, ServiceState
+from exporter.results import SERVICE_STATES, CheckValues, ServiceState
 
 SERVICES: Final = ("repository", "proxy", "scheduler", "engine", "app_migration", "printing")
-STATES: Final = (
-    "initializing",
-    "certificates_not_installed",
-    "running",
-    "no_communication",
-    "disabled",
-    "unknown",
-)
+STATES: Final = SERVICE_STATES
 
 
 async def run(ctx: ProbeContext) -> CheckValues:

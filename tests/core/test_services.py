@@ -28,3 +28,45 @@ async def test_every_service_on_every_node_with_its_state(site: Simulator, tmp_p
     assert by_key[(rim1, "engine")].state == "no_communication"
     assert by_key[(rim1, "repository")].state == "running"
     assert all(s.timestamp is not None for s in states)
+
+
+async def test_service_states_and_licence_on_metrics(site: Simulator, tmp_path: Path) -> None:
+    """/metrics has all six states per service (1 on the current one), the status time, and
+    the licence families; parseable as the text format."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from exporter.metrics import QlikCollector
+    from exporter.results import ResultStore
+
+    site.set_service_state("rim2", "scheduler", "no_communication")
+    target = _site_target(site)
+    target["checks"] = ["services", "license"]
+    store = ResultStore()
+    for check in ("services", "license"):
+        result = await probe(target, check, tmp_path, resolver=site.resolver())
+        assert result.success, result.error
+        store.record_start("prod", check)
+        store.record(result)
+    text = QlikCollector(store).render_text().decode()
+    samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    states = [s for s in samples if s.name == "qlik_service_state"]
+    assert len(states) == 3 * len(SERVICES) * len(STATES)
+    rim2 = next(n.host_name for n in site.nodes if n.name == "rim2")
+    current = {
+        s.labels["state"]
+        for s in states
+        if s.labels["node"] == rim2 and s.labels["service"] == "scheduler" and s.value == 1
+    }
+    assert current == {"no_communication"}
+    times = [s for s in samples if s.name == "qlik_service_status_timestamp_seconds"]
+    assert len(times) == 3 * len(SERVICES)
+    names = {s.name for s in samples}
+    assert {"qlik_license_expired", "qlik_license_expiry_timestamp_seconds"} <= names
+    access = {
+        (s.name, s.labels["type"]) for s in samples if s.name.startswith("qlik_license_access_")
+    }
+    assert access == {
+        (f"qlik_license_access_{kind}", t)
+        for kind in ("total", "available")
+        for t in ("professional", "analyzer")
+    }
