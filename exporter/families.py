@@ -140,7 +140,8 @@ LICENSE_ACCESS_AVAILABLE: Final = _last_run(
 )
 SERVICE_STATE: Final = _last_run(
     "qlik_service_state",
-    "1 for the state the repository reports for the service on the node, 0 for the others.",
+    "1 for the state the repository reports for the service on the node, 0 for each remaining "
+    "state.",
     "target node service state",
 )
 SERVICE_STATUS_TIME: Final = _last_run(
