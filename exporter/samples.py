@@ -1,9 +1,11 @@
 """The samples the result store makes, generated in one place for both consumers.
 
-:func:`series_samples` gives one (target, check) series' samples, :func:`target_samples` one
-target's values and :func:`daemon_samples` the self-metrics, each grouped by family. The
-prometheus_client collector (:mod:`exporter.metrics`) and the cached text renderer
-(:mod:`exporter.exposition`) both consume them, so the two formats cannot disagree.
+:func:`series_samples` gives one (target, check) series' rows, :func:`target_samples` one
+target's (from its :class:`~exporter.targetview.TargetView`) and :func:`daemon_samples` the
+self-metrics. The prometheus_client collector (:mod:`exporter.metrics`, rows grouped with
+:func:`by_family`) and the cached text renderer (:mod:`exporter.exposition`) both consume
+them, so the two formats cannot disagree. A new metric is a family in
+:mod:`exporter.families` and a row here.
 """
 
 from __future__ import annotations
