@@ -29,6 +29,8 @@ FLAGS = {
     "config.file": "config_file",
     "web.listen-address": "web_listen_address",
     "web.config.file": "web_config_file",
+    "web.max-connections": "web_max_connections",
+    "web.header-timeout": "web_header_timeout",
     "log.level": "log_level",
     "log.format": "log_format",
     "shard": "shard",
@@ -74,6 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
         dest="web_config_file",
         metavar="FILE",
         help="exporter-toolkit web config: TLS and basic auth",
+    )
+    p.add_argument(
+        "--web.max-connections",
+        dest="web_max_connections",
+        type=int,
+        metavar="N",
+        help="connections served at once; more are closed (default 256)",
+    )
+    p.add_argument(
+        "--web.header-timeout",
+        dest="web_header_timeout",
+        type=float,
+        metavar="SECONDS",
+        help="time a client has to send a request head, TLS included (default 10)",
     )
     p.add_argument("--shard", metavar="I/N", help="probe only the targets of shard I of N")
     p.add_argument(
@@ -188,7 +204,13 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
                 log.error("invalid web config", extra={"error": line})
             return 1
     try:  # bind first: a busy port should not leave a scheduler probing for nothing
-        runner, port = await run_server(create_app(daemon), settings.web_listen_address, web_config)
+        runner, port = await run_server(
+            create_app(daemon),
+            settings.web_listen_address,
+            web_config,
+            max_connections=settings.web_max_connections,
+            header_timeout=settings.web_header_timeout,
+        )
     except OSError as exc:
         log.error(
             "cannot listen",

@@ -68,7 +68,7 @@ class Daemon:
         self._started = time.time()
         self._reload_lock = asyncio.Lock()
 
-    # -- the ExporterState protocol of exporter.web ------------------------------------
+    # -- the DaemonView protocol of exporter.state (what the endpoints need) ----------------
 
     @property
     def config(self) -> Config:

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     config_file: Path = Path("qlik-sense-exporter.yml")
     web_listen_address: str = ":9851"
     web_config_file: Path | None = None
+    web_max_connections: int = Field(256, ge=4, le=65536)
+    web_header_timeout: float = Field(10.0, gt=0, le=300)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["logfmt", "json"] = "logfmt"
     shard: str | None = Field(None, description="I/N: probe only the targets of shard I of N")

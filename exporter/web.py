@@ -29,6 +29,7 @@ from prometheus_client.exposition import (
 from prometheus_client.registry import CollectorRegistry
 
 from exporter.exposition import RenderCache
+from exporter.listener import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, GuardedSite
 from exporter.metrics import QlikCollector, probe_registry
 from exporter.redact import redacted_config_yaml
 from exporter.settings import split_address
@@ -72,12 +73,18 @@ def create_app(
 
 
 async def run_server(
-    app: web.Application, listen_address: str, web_config: WebConfig | None = None
+    app: web.Application,
+    listen_address: str,
+    web_config: WebConfig | None = None,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
 ) -> tuple[web.AppRunner, int]:
     """Serve ``app`` on ``listen_address`` (``:9851`` = all interfaces; port 0 = any free one).
 
-    Applies ``web_config`` (TLS, basic auth). Returns the started runner (``await
-    runner.cleanup()`` to stop) and the bound port.
+    Applies ``web_config`` (TLS, basic auth) and the connection guards of
+    :mod:`exporter.listener`. Returns the started runner (``await runner.cleanup()`` to stop)
+    and the bound port.
     """
     host, port = split_address(listen_address)
     if web_config is not None and web_config.users:
@@ -85,7 +92,14 @@ async def run_server(
     ssl_context = web_config.ssl_context() if web_config is not None else None
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host or None, port, ssl_context=ssl_context)
+    site = GuardedSite(
+        runner,
+        host or None,
+        port,
+        ssl_context=ssl_context,
+        max_connections=max_connections,
+        header_timeout=header_timeout,
+    )
     try:
         await site.start()
     except BaseException:

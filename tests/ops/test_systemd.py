@@ -82,3 +82,11 @@ def test_unit_file_is_well_formed_ini() -> None:
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read_string(UNIT.read_text(encoding="utf-8"))
     assert parser.sections() == ["Unit", "Service", "Install"]
+
+
+def test_unit_raises_the_descriptor_limit_above_the_served_connection_cap() -> None:
+    """LimitNOFILE leaves room for probes beyond the exporter's --web.max-connections."""
+    from exporter.listener import DEFAULT_MAX_CONNECTIONS
+
+    [limit] = service_section()["LimitNOFILE"]
+    assert int(limit) >= 4 * DEFAULT_MAX_CONNECTIONS
