@@ -9,7 +9,6 @@ import logging
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,10 +16,10 @@ import yaml
 from pydantic import ValidationError
 
 import exporter
+from exporter import report
 from exporter.config import ConfigError, load_config, parse_duration
 from exporter.daemon import Daemon
 from exporter.logs import setup_logging
-from exporter.results import ProbeResult
 from exporter.settings import Settings
 
 log = logging.getLogger("exporter")
@@ -104,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(probe, sub=True)
     probe.add_argument("target", help="target name from the config")
     probe.add_argument("--check", help="only this check")
+    probe.add_argument(
+        "--output", choices=("text", "json"), default="text", help="report format (default text)"
+    )
     demo = sub.add_parser("demo", help="start the bundled simulator and the exporter against it")
     _common(demo, sub=True)
     demo.add_argument(
@@ -162,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_level, settings.log_format)
     if args.command == "probe":
-        return asyncio.run(probe_command(settings, args.target, args.check))
+        return asyncio.run(probe_command(settings, args.target, args.check, args.output))
     if args.command == "demo":
         return asyncio.run(demo_command(settings, args))
     if getattr(args, "config_check", False):
@@ -243,56 +245,19 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
 # -- probe ------------------------------------------------------------------------------
 
 
-def format_report(result: ProbeResult, host: str, port: int) -> list[str]:
-    """A readable report of one check, like Ctrl-Q's connection-test."""
-    lines = [f"Testing {result.check} of target {result.target}: {host} port {port}"]
-    if result.success:
-        lines.append(f"  OK in {result.duration * 1000:.0f} ms")
-        lines += [f"  {k}: {_plain(v)}" for k, v in result.values.details.items()]
-    else:
-        reason = result.reason.value if result.reason else "unknown"
-        lines.append(f"  FAILED after {result.duration * 1000:.0f} ms: reason={reason}")
-        lines.append(f"  error: {_plain(result.error)}")
-    if result.phases:
-        phases = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in result.phases.items())
-        lines.append(f"  phases: {phases}")
-    now = time.time()
-    for cert in result.certificates:
-        lines.append(
-            f"  certificate {cert.source}: CN={_plain(cert.subject_cn)} "
-            f"issued by CN={_plain(cert.issuer_cn)}, " + _days_left(cert.not_after - now)
-        )
-    for cred in result.credentials:
-        lines.append(f"  credential {cred.kind}: " + _days_left(cred.expires - now))
-    if result.hostname_match is False:
-        lines.append(f"  WARNING: the server certificate does not cover {host}")
-    return lines
-
-
-def _plain(text: str) -> str:
-    """``text`` safe for a terminal: control characters (line breaks, escape sequences) and
-    anything else unprintable shown as escapes, never interpreted."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
-
-
-def _days_left(seconds: float) -> str:
-    """``N days left``, with a warning under 30 days, or how long ago it expired."""
-    days = seconds / 86400
-    if days < 0:
-        return f"EXPIRED {-days:.1f} days ago"
-    warn = "  WARNING: under 30 days" if days < 30 else ""
-    return f"{days:.1f} days left{warn}"
-
-
-async def probe_command(settings: Settings, target: str, check: str | None) -> int:
-    """``probe TARGET [--check C]``: run once, print the report, exit 1 on any failure."""
+async def probe_command(settings: Settings, target: str, check: str | None, output: str) -> int:
+    """``probe TARGET [--check C] [--output text|json]``: run once, print the report, exit 1
+    on any failure (2 when the target or check is not in the config)."""
     try:
         config = load_config(settings.config_file)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
+        return 2
+    t = config.target(target)
+    if t is None:
+        names = ", ".join(x.name for x in config.targets) or "none"
+        print(f"unknown target {target!r}; the config has: {names}", file=sys.stderr)
         return 2
     daemon = Daemon(settings.config_file)
     daemon.apply(config)
@@ -301,10 +266,11 @@ async def probe_command(settings: Settings, target: str, check: str | None) -> i
     except (KeyError, ValueError) as exc:
         print(exc.args[0] if exc.args else exc, file=sys.stderr)
         return 2
-    t = config.target(target)
-    assert t is not None
-    for result in results:
-        print("\n".join(format_report(result, t.host, t.port_for(result.check))))
+    ports = {r.check: t.port_for(r.check) for r in results}
+    if output == "json":
+        print(report.as_json(results, t.host, ports))
+    else:
+        print("\n".join(report.format_target(results, t.host, ports)))
     return 0 if all(r.success for r in results) else 1
 
 

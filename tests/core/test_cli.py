@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.cli import main, serve
+from exporter.reasons import HINTS, Reason
 from exporter.settings import Settings
 from exporter.sim import Simulator
 from tests.core.conftest import cert_target, closed_port
@@ -48,7 +50,7 @@ async def test_probe_command_prints_a_report_and_exits_zero(
     assert f"Testing repository of target central: {sim.host} port {sim.ports.repository}" in out
     assert "build version: 31.43.0.0" in out
     assert "build date: 4/12/2024 18:12:20 PM" in out
-    assert "certificate client: CN=QlikClient" in out
+    assert "  client: CN=QlikClient" in out
 
 
 async def test_probe_command_reports_reason_and_exits_nonzero(
@@ -131,8 +133,8 @@ def test_report_says_expired_for_an_expired_certificate() -> None:
     """The probe report says EXPIRED, not a negative number of days left."""
     import time
 
-    from exporter.cli import format_report
     from exporter.reasons import Reason
+    from exporter.report import format_target
     from exporter.results import CertificateInfo, ProbeResult
 
     now = time.time()
@@ -152,7 +154,7 @@ def test_report_says_expired_for_an_expired_certificate() -> None:
             CertificateInfo("client", "QlikClient", "h-CA", "2", now - 86400, now + 10 * 86400),
         ],
     )
-    lines = format_report(result, "h", 4242)
+    lines = format_target([result], "h", {"repository": 4242})
     assert any("server_repository" in line and "EXPIRED 2.0 days ago" in line for line in lines)
     assert any("client" in line and "10.0 days left  WARNING" in line for line in lines)
 
@@ -193,3 +195,69 @@ async def test_probe_report_shows_server_strings_escaped(
     assert not any(c in out for c in "\x1b\r\x07\x9b")
     [line] = [line for line in out.splitlines() if "build version:" in line]
     assert line == "  build version: " + version.encode("unicode_escape").decode("ascii")
+
+
+async def test_probe_report_summary_hints_and_certificates_once(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every check, a hint for each failure, the certificates once, and a summary line."""
+    sim.faults.set("engine", "hang")
+    target = cert_target(sim, "central", timeout="1s")
+    config = _config(tmp_path / "c.yml", target)
+    code = await asyncio.to_thread(main, ["--config.file", str(config), "probe", "central"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out[-1] == "2 of 4 checks OK; engine: timeout, engine_session: timeout"
+    assert out.count("  hint: " + HINTS[Reason.TIMEOUT]) == 2
+    assert sum(line.startswith("  client: CN=QlikClient") for line in out) == 1
+    assert sum(line.startswith("  root: ") for line in out) == 1
+
+
+async def test_probe_json_output_for_scripts(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--output json is one document with each check, its reason and hint, and the summary."""
+    sim.faults.set("proxy", "status", status=503)
+    config = _config(tmp_path / "c.yml", cert_target(sim, "central"))
+    argv = ["--config.file", str(config), "probe", "central", "--output", "json"]
+    code = await asyncio.to_thread(main, argv)
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert doc["ok"] is False
+    assert doc["summary"] == "3 of 4 checks OK; proxy: server_error"
+    checks = {c["check"]: c for c in doc["checks"]}
+    assert checks["proxy"]["reason"] == "server_error"
+    assert checks["proxy"]["hint"] == HINTS[Reason.SERVER_ERROR]
+    assert checks["repository"]["details"]["build version"] == "31.43.0.0"
+    assert {c["source"] for c in doc["certificates"]} >= {"client", "root"}
+
+
+def test_probe_of_an_unknown_target_lists_the_configured_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo in the target name is answered with the valid names, exit 2."""
+    target = {
+        "name": "central",
+        "type": "qseow",
+        "host": "h",
+        "auth": {"method": "header", "header_name": "X-U", "user_id": "u"},
+    }
+    other = dict(target, name="rim")
+    config = _config(tmp_path / "c.yml", target, other)
+    assert main(["--config.file", str(config), "probe", "centrl"]) == 2
+    assert (
+        capsys.readouterr().err.strip() == "unknown target 'centrl'; the config has: central, rim"
+    )
+
+
+def test_hints_are_the_readme_failure_reason_table() -> None:
+    """The probe report's hints and the README's reason table are the same text."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    rows = readme[readme.index("| reason | typical cause |") :].splitlines()[2:]
+    table = {}
+    for row in rows:
+        if not row.startswith("|"):
+            break
+        reason, cause = (c.strip() for c in row.strip("|").split("|"))
+        table[reason.strip("`")] = cause
+    assert table == {r.value: hint for r, hint in HINTS.items()}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import format_report
 from exporter.reasons import Reason
+from exporter.report import format_target
 from exporter.sim import Simulator
 from tests.core.conftest import cert_target, cloud_target, probe
 
@@ -40,7 +40,7 @@ async def test_qseow_licence_expiry_and_access(
     assert set(info.access) == {"professional", "analyzer"}
     total, available = info.access["professional"]
     assert 0 <= available <= total
-    report = "\n".join(format_report(result, sim.host, sim.ports.repository))
+    report = "\n".join(format_target([result], sim.host, {"license": sim.ports.repository}))
     for secret in sim.license.material:
         assert secret not in report
         assert secret not in repr(result)

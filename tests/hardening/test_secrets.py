@@ -21,10 +21,10 @@ import pytest
 import yaml
 
 from exporter.auth.jwt import JwtMethod
-from exporter.cli import format_report
 from exporter.config import load_config
 from exporter.daemon import Daemon
 from exporter.logs import JsonFormatter, LogfmtFormatter
+from exporter.report import format_target
 from exporter.results import ProbeResult
 from exporter.runner import Prober, run_probe
 from exporter.sim import Simulator
@@ -124,7 +124,7 @@ def minted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def _probe_text(result: ProbeResult, target: Any) -> str:
     parts = [result.error, "\n".join(result.log), repr(result)]
-    parts += format_report(result, target.host, target.port)
+    parts += format_target([result], target.host, {result.check: target.port})
     return "\n".join(parts)
 
 
