@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 import exporter
 from exporter import report
-from exporter.config import ConfigError, load_config, parse_duration
+from exporter.config import Config, ConfigError, load_config, parse_duration
 from exporter.daemon import Daemon
 from exporter.logs import setup_logging
 from exporter.settings import Settings
@@ -180,9 +180,29 @@ def config_check(path: Path) -> int:
         for line in exc.errors:
             print(line, file=sys.stderr)
         return 1
+    errors = credential_errors(config)
+    for line in errors:
+        print(line, file=sys.stderr)
+    if errors:
+        return 1
     checks = sum(len(t.enabled_checks) for t in config.targets)
     print(f"{path}: OK ({len(config.targets)} targets, {checks} checks)")
     return 0
+
+
+def credential_errors(config: Config) -> list[str]:
+    """One line per target whose credentials fail what can be checked offline: a key that is
+    not one, a wrong password, a key that does not match its certificate, an expired token."""
+    from exporter.auth import CredentialError
+    from exporter.runner import Prober
+
+    lines = []
+    for i, target in enumerate(config.targets):
+        try:
+            Prober.build(target).auth.verify()
+        except CredentialError as exc:
+            lines.append(f"targets[{i}].auth ({target.name}): {exc.message}")
+    return lines
 
 
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> int:

@@ -29,6 +29,10 @@ class AuthMethod(Protocol):
         """The certificates and credentials it holds, with their expiry; never raises."""
         ...
 
+    def verify(self) -> None:
+        """Everything that can be checked without a network; raises CredentialError."""
+        ...
+
     async def prepare(self, session: HttpSession) -> Prepared:
         """TLS contexts and headers for one probe; raises CredentialError (or, for a method
         that calls a token endpoint over ``session``, the failure that call met)."""

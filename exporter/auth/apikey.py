@@ -53,6 +53,12 @@ class ApiKeyMethod:
         """The CAs of ``ca_file`` and the key's expiry."""
         return Holdings(self._trust.infos(), self._key.credentials())
 
+    def verify(self) -> None:
+        """The trust file and the key (a JWT, not expired)."""
+        self._trust.load()
+        shared_contexts(self._target)
+        self._key.token()
+
     async def prepare(self, session: HttpSession) -> Prepared:
         """The bearer header."""
         self._trust.load()

@@ -267,14 +267,22 @@ class CertificateMethod:
         info = self._loaded().info
         return Holdings(certificates=([info] if info else []) + self._trust.infos())
 
-    async def prepare(self, session: HttpSession) -> Prepared:
-        """Validate the files (cached until they change) and hand out the shared context."""
+    def verify(self) -> None:
+        """The files load, match and are valid now (cached until they change)."""
+        self._identity()
+
+    def _identity(self) -> _Identity:
         self._trust.load()  # a broken ca_file is named before the client certificate
         loaded = self._loaded()
         if loaded.identity is None:
             raise CredentialError(loaded.error)
         loaded.identity.check_dates(time.time())
-        return Prepared(tls=loaded.identity.contexts, headers={"X-Qlik-User": self._header})
+        return loaded.identity
+
+    async def prepare(self, session: HttpSession) -> Prepared:
+        """Validate the files (cached until they change) and hand out the shared context."""
+        identity = self._identity()
+        return Prepared(tls=identity.contexts, headers={"X-Qlik-User": self._header})
 
 
 Settings = CertificateAuth

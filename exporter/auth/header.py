@@ -84,6 +84,11 @@ class HeaderMethod:
         """The CAs of ``ca_file``."""
         return Holdings(self._trust.infos())
 
+    def verify(self) -> None:
+        """The trust file."""
+        self._trust.load()
+        shared_contexts(self._target)
+
     async def prepare(self, session: HttpSession) -> Prepared:
         """The header and the trust context."""
         self._trust.load()

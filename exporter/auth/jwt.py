@@ -146,6 +146,15 @@ class JwtMethod:
             self._load_signing()
         return Holdings(self._trust.infos() + self._signing_cert)
 
+    def verify(self) -> None:
+        """The trust file, and the static token (well formed, not expired) or signing key."""
+        self._trust.load()
+        shared_contexts(self._target)
+        if self._static is not None:
+            self._static.token()
+        else:
+            self._load_signing()
+
     async def prepare(self, session: HttpSession) -> Prepared:
         """The bearer header: the static token, or a freshly minted one."""
         self._trust.load()

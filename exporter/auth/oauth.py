@@ -100,6 +100,12 @@ class OAuthMethod:
         creds = [CredentialInfo("oauth_token", token.expires)] if token is not None else []
         return Holdings(self._trust.infos(), creds)
 
+    def verify(self) -> None:
+        """The trust file and a readable client secret (only the tenant can judge it)."""
+        self._trust.load()
+        shared_contexts(self._target)
+        self._secret()
+
     async def prepare(self, session: HttpSession) -> Prepared:
         """The bearer header, with a token from the cache or a fresh one."""
         self._trust.load()

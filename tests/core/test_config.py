@@ -59,6 +59,27 @@ def files(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def real_credentials(folder: Path) -> Path:
+    """Replace the placeholders of ``files`` with credentials that pass the offline checks of
+    ``--config.check``: a client certificate, its key and CA, and a JWT-shaped API key."""
+    import time
+
+    import jwt
+
+    from exporter.sim.certs import CertificateAuthority, write_client_files
+
+    out = write_client_files(folder / "issued", CertificateAuthority.create("Test-CA"))
+    for name, path in (
+        ("client.pem", out.cert_file),
+        ("client_key.pem", out.key_file),
+        ("root.pem", out.root_file),
+    ):
+        (folder / "certs" / name).write_bytes(path.read_bytes())
+    key = jwt.encode({"exp": int(time.time()) + 86400, "sub": "u"}, "k" * 32, algorithm="HS256")
+    (folder / "secrets" / "cloud.key").write_text(key + "\n")
+    return folder
+
+
 def cert_target(name: str = "central", **over: Any) -> dict[str, Any]:
     """A valid certificate-auth target whose files live in ``certs/``."""
     target: dict[str, Any] = {
@@ -405,6 +426,7 @@ def test_config_check_valid_exits_zero_with_summary(
     files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``--config.check`` on a valid file exits 0 and prints one summary line."""
+    real_credentials(files)
     data = {
         "targets": [
             cert_target(checks=["repository", "proxy"]),
@@ -443,7 +465,7 @@ def test_config_check_reads_file_from_environment(
     files: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``--config.check`` without ``--config.file`` checks ``QLIK_EXPORTER_CONFIG_FILE``."""
-    path = write(files, {"targets": [cert_target()]})
+    path = write(real_credentials(files), {"targets": [cert_target()]})
     monkeypatch.setenv("QLIK_EXPORTER_CONFIG_FILE", os.fspath(path))
     assert main(["--config.check"]) == 0
     assert capsys.readouterr().out == f"{path}: OK (1 targets, 1 checks)\n"

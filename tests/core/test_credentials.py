@@ -11,6 +11,7 @@ from typing import Any
 
 import jwt as pyjwt
 import pytest
+import yaml
 from cryptography import x509
 
 from exporter.reasons import Reason
@@ -262,3 +263,43 @@ async def test_regenerated_ca_error_names_at_most_three_cas_of_a_bundle(
     assert result.reason == Reason.CREDENTIAL_INVALID
     assert result.error.count("CN=") == 4  # the client's issuer and three CAs
     assert re.search(r" and \d+ more\)", result.error)
+
+
+@pytest.mark.parametrize("case", ["key-as-cert", "wrong-pfx-password", "mismatched-key", "expired"])
+async def test_config_check_catches_credentials_it_can_check_offline(
+    sim: Simulator, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--config.check exits 1 with one line naming the target for a key file given as the
+    certificate, a wrong PFX password, a key of another pair and an expired certificate; the
+    good target beside it is not named."""
+    from exporter.cli import main
+    from exporter.sim.certs import new_rsa_key
+
+    files = sim.issue_client_files(
+        tmp_path / "creds", pfx_password="right", expired=case == "expired"
+    )
+    other = sim.issue_client_files(tmp_path / "other", key=new_rsa_key())  # another key pair
+    broken = cert_target(sim, "broken", checks=["repository"])
+    auth = broken["auth"]
+    auth["cert_file"], auth["key_file"] = str(files.cert_file), str(files.key_file)
+    if case == "key-as-cert":
+        auth["cert_file"] = str(files.key_file)
+    elif case == "wrong-pfx-password":
+        assert files.pfx_file is not None
+        auth |= {"cert_file": str(files.pfx_file), "key_password": "wrong"}
+        del auth["key_file"]
+    elif case == "mismatched-key":
+        auth["key_file"] = str(other.key_file)
+    good = cert_target(sim, "good", checks=["repository"])
+    config = tmp_path / "c.yml"
+    config.write_text(yaml.safe_dump({"targets": [good, broken]}))
+    assert await asyncio.to_thread(main, ["--config.file", str(config), "--config.check"]) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("targets[1].auth (broken): ")
+    expected = {
+        "key-as-cert": "not a PEM certificate",
+        "wrong-pfx-password": "wrong key password",
+        "mismatched-key": "does not match",
+        "expired": "expired at",
+    }[case]
+    assert expected in line
