@@ -624,6 +624,83 @@ def cloud_row() -> Row:
     )
 
 
+def site_row() -> Row:
+    """Every service on every node, and the licence: days left and access left."""
+    states = table_panel(
+        "Services by node",
+        "qlik_service_state from the services check: the state the repository reports for every "
+        "service on every node of the site. Anything but running (or disabled on purpose) is "
+        "red; QlikServiceNotRunning fires after 5 minutes.",
+        query(
+            f"max by (target, node, service, state) ({per_target('qlik_service_state')} == 1)",
+            instant=True,
+        ),
+        w=12,
+        h=9,
+    )
+    good = {"running": ("running", "green"), "disabled": ("disabled", "text")}
+    other = dm.RegexMap(
+        options=db.DashboardRegexMapOptions()
+        .pattern(".*")
+        .result(dm.ValueMappingResult(color="red", index=2))
+        .build()
+    )
+    known = dm.ValueMap(
+        options={
+            value: dm.ValueMappingResult(text=text, color=colour, index=i)
+            for i, (value, (text, colour)) in enumerate(good.items())
+        }
+    )
+    states = states.override_by_name(
+        "State",
+        [
+            prop("mappings", [known, other]),
+            prop("custom.cellOptions", cm.TableColorTextCellOptions()),
+        ],
+    )
+    labels = ("target", "node", "service", "state")
+    titles = ("Target", "Node", "Service", "State")
+    states = states.with_transformation(
+        organize(dict(zip(labels, titles, strict=True)), order=labels, exclude=("Time", "Value"))
+    )
+    days = (
+        f"(max by (target) ({per_target('qlik_license_expiry_timestamp_seconds')}) - time())"
+        " / 86400"
+    )
+    licence = table_panel(
+        "Licence days left and access available",
+        "The site's or tenant's licence from the license check: days until it expires (none for "
+        "a perpetual licence; red under 7, orange under 30) and the share of each access type "
+        "or allotment still available (red under 10 %).",
+        query(days, instant=True, ref="A"),
+        query(
+            f"max by (target, type) ({per_target('qlik_license_access_available')})"
+            f" / max by (target, type) ({per_target('qlik_license_access_total')})",
+            instant=True,
+            ref="B",
+        ),
+        w=12,
+        h=9,
+    )
+    licence = licence.override_by_name(
+        "Value #A",
+        [
+            prop("displayName", "Days left"),
+            prop("decimals", 1),
+            *coloured_by_thresholds((None, "red"), (7, "orange"), (30, "green")),
+        ],
+    )
+    licence = licence.override_by_name(
+        "Value #B",
+        [
+            prop("displayName", "Available"),
+            prop("unit", "percentunit"),
+            *coloured_by_thresholds((None, "red"), (0.1, "green")),
+        ],
+    )
+    return Row("Site services and licence", [states, licence])
+
+
 def exporter_row() -> Row:
     """The exporter's own health."""
     up = stat_panel(
@@ -719,6 +796,7 @@ ROWS: tuple[Callable[[], Row], ...] = (
     engine_row,
     proxy_row,
     cloud_row,
+    site_row,
     exporter_row,
 )
 

@@ -45,6 +45,8 @@ EXPECTED_ALERTS = {
     ("QlikAuthenticationFailure", "expired-cert"),
     ("QlikAuthenticationFailure", "bad-jwt"),
     ("QlikCertificateExpired", "expired-cert"),
+    ("QlikLicenseExpiresWithin7Days", "central"),
+    ("QlikServiceNotRunning", "central"),
 }
 JOB = "qlik-sense-exporter"
 TARGETS = {"central", "central-jwt", "cloud", "expired-cert", "bad-jwt"}
@@ -144,7 +146,8 @@ def foreign_jwt(audience: str) -> str:
 
 
 def exporter_config(sim: Simulator, folder: Path) -> dict[str, Any]:
-    """Three healthy targets (certificate, JWT, Cloud) and the two faulty ones, every 2 s."""
+    """Three targets (certificate, JWT, Cloud), healthy but for the site's licence and one
+    service, and the two faulty ones, every 2 s."""
     d = sim.certs_dir
     expired = sim.issue_client_files(folder / "expired", expired=True)
     token_file = folder / "bad.jwt"
@@ -156,6 +159,10 @@ def exporter_config(sim: Simulator, folder: Path) -> dict[str, Any]:
     api_key_file.chmod(0o600)
     ports = {"repository": sim.ports.repository, "proxy": sim.ports.proxy}
     ports["engine"] = sim.ports.engine
+    # The site's licence ends in 5 days and its scheduler has lost contact: the services and
+    # license checks of "central" must raise exactly those two alerts.
+    sim.license.set_end(dt.datetime.now(dt.UTC) + dt.timedelta(days=5))
+    sim.set_service_state(sim.nodes[0].name, "scheduler", "no_communication")
 
     def certificate(cert: Path, key: Path) -> dict[str, str]:
         return {
@@ -175,7 +182,14 @@ def exporter_config(sim: Simulator, folder: Path) -> dict[str, Any]:
                 "type": "qseow",
                 "host": sim.host,
                 "ports": ports,
-                "checks": ["repository", "proxy", "engine", "engine_session"],
+                "checks": [
+                    "repository",
+                    "proxy",
+                    "engine",
+                    "engine_session",
+                    "services",
+                    "license",
+                ],
                 "auth": certificate(d / "client.pem", d / "client_key.pem"),
             },
             {
