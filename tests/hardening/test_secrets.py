@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 import yaml
 
+from exporter.auth import oauth
 from exporter.auth.jwt import JwtMethod
 from exporter.config import load_config
 from exporter.daemon import Daemon
@@ -62,6 +63,11 @@ class Secrets:
         self.key_password = sim.key_password
         self.wrong_password = "not-the-right-key-password-0815"
         self.minted: list[str] = []
+        _, self.oauth_secret = sim.cloud.create_oauth_client("secrets-test")
+        self.oauth_client = _
+        revoked_id, self.revoked_oauth_secret = sim.cloud.create_oauth_client("revoked")
+        sim.cloud.revoke_oauth_client(revoked_id)
+        self.revoked_oauth_client = revoked_id
         d = sim.certs_dir
         self.pem = _pem_lines(d / "client_key.pem") + _pem_lines(d / "jwt_signing_key.pem")
         self.pem += _pem_lines(d / "client_key_encrypted.pem")
@@ -74,9 +80,14 @@ class Secrets:
         yield "expired_jwt", self.expired_jwt
         yield "key_password", self.key_password
         yield "wrong_password", self.wrong_password
+        yield "oauth_client_secret", self.oauth_secret
+        yield "revoked_oauth_client_secret", self.revoked_oauth_secret
         for i, token in enumerate(self.minted):
-            yield f"minted_jwt[{i}]", token
-            yield f"minted_jwt[{i}] signature", token.rsplit(".", 1)[1]
+            if token.count(".") == 2:  # a minted JWT
+                yield f"minted_jwt[{i}]", token
+                yield f"minted_jwt[{i}] signature", token.rsplit(".", 1)[1]
+            else:  # an OAuth access token the tenant issued
+                yield f"oauth_access_token[{i}]", token
         for i, line in enumerate(self.pem):
             yield f"pem line {i}", line
 
@@ -94,7 +105,19 @@ def _targets(sim: Simulator, s: Secrets) -> list[dict[str, Any]]:
         _static(jwt_target(sim, "jwt-expired", **short), s.expired_jwt),
         cloud_target(sim, s.api_key, "cloud", **short),
         cloud_target(sim, s.revoked_key, "cloud-revoked", **short),
+        _oauth(cloud_target(sim, "unused", "cloud-oauth", **short), s.oauth_client, s.oauth_secret),
+        _oauth(
+            cloud_target(sim, "unused", "cloud-oauth-revoked", **short),
+            s.revoked_oauth_client,
+            s.revoked_oauth_secret,
+        ),
     ]
+
+
+def _oauth(target: dict[str, Any], client_id: str, secret: str) -> dict[str, Any]:
+    """``target`` with an OAuth client instead of an API key."""
+    target["auth"] = {"method": "oauth", "client_id": client_id, "client_secret": secret}
+    return target
 
 
 def _static(target: dict[str, Any], token: str) -> dict[str, Any]:
@@ -109,16 +132,23 @@ def _leaks(text: str, secrets: Secrets) -> list[str]:
 
 @pytest.fixture
 def minted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every JWT the exporter mints."""
+    """Records every JWT the exporter mints and every OAuth access token it is given."""
     tokens: list[str] = []
     real = JwtMethod._mint
+    real_parse = oauth._parse_token
 
     def mint(self: JwtMethod) -> str:
         token = real(self)
         tokens.append(token)
         return token
 
+    def parse(body: bytes, where: str) -> Any:
+        token = real_parse(body, where)
+        tokens.append(token.value)
+        return token
+
     monkeypatch.setattr(JwtMethod, "_mint", mint)
+    monkeypatch.setattr(oauth, "_parse_token", parse)
     return tokens
 
 
@@ -176,7 +206,8 @@ async def test_no_secret_in_logs_results_reports_endpoints_or_cli_output(
         await runner.cleanup()
 
     cli = await _cli_probe(config_file, [t.name for t in config.targets])
-    assert minted, "no JWT was minted, so minted tokens were not searched for"
+    assert any(t.count(".") == 2 for t in minted), "no JWT was minted, so none was searched for"
+    assert any(t.count(".") != 2 for t in minted), "no OAuth token was issued to search for"
     secrets.minted = minted
     logfmt, as_json = LogfmtFormatter(), JsonFormatter()
     for record in caplog.records:
