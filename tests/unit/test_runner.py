@@ -1,0 +1,190 @@
+"""``run_probe`` around ``classify``: outside cancellation, and the certificate inspection.
+
+The inspection is a second, non-verifying handshake that fetches a server certificate the
+probe could not verify, for its expiry metrics. It must happen after a verification failure
+and only then, within what is left of the probe's timeout, and leave no socket behind; a
+local TLS server counts the connections to show it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ssl
+import time
+from pathlib import Path
+
+import pytest
+import trustme
+
+from exporter.reasons import Reason
+from exporter.results import ProbeResult
+from exporter.runner import INSPECT_TIMEOUT, Prober, _cancelled_from_outside, run_probe
+from exporter.sim import Simulator
+from tests.core.conftest import FixedResolver, build, cert_target
+from tests.unit.tls_helpers import CountingServer
+
+HOST = "sense.example.test"
+
+
+async def test_an_outside_cancellation_propagates_instead_of_becoming_a_timeout(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """Cancelling a running probe (the daemon stopping) cancels it: no result, no timeout."""
+    sim.faults.set("repository", "hang")
+    prober = Prober.build(build(cert_target(sim, timeout="5s"), tmp_path))
+    task = asyncio.create_task(run_probe(prober, "repository"))
+    await asyncio.sleep(0.5)
+    assert not task.done()
+    started = time.perf_counter()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.perf_counter() - started < 1.0
+
+
+async def test_cancelled_from_outside_tells_an_outside_cancel_from_an_inner_one() -> None:
+    """Only a cancel() of the probe's own task counts as coming from outside."""
+
+    async def cancelled_then_asked() -> bool:
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            return _cancelled_from_outside()
+        return False
+
+    async def raised_inside() -> bool:
+        try:
+            raise asyncio.CancelledError  # e.g. a library cancelling its own future
+        except asyncio.CancelledError:
+            return _cancelled_from_outside()
+
+    assert await asyncio.create_task(cancelled_then_asked()) is True
+    assert await asyncio.create_task(raised_inside()) is False
+    answers: list[bool] = []
+    asyncio.get_running_loop().call_soon(lambda: answers.append(_cancelled_from_outside()))
+    await asyncio.sleep(0)
+    assert answers == [False]  # a plain callback runs in no task at all
+
+
+@pytest.fixture(scope="module")
+def site_ca() -> trustme.CA:
+    """The CA the target trusts (its ``ca_file``)."""
+    return trustme.CA()
+
+
+def _server_ctx(ca: trustme.CA, name: str = HOST, **dates: dt.datetime) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert(name, common_name=name, **dates).configure_cert(ctx)  # type: ignore[arg-type]
+    return ctx
+
+
+async def _probe(
+    server: CountingServer, ca: trustme.CA, tmp_path: Path, limit: str = "5s"
+) -> ProbeResult:
+    """The repository check of a header-auth target on ``server``, trusting ``ca``."""
+    ca.cert_pem.write_to_path(str(tmp_path / "root.pem"))
+    target = {
+        "name": "site",
+        "type": "qseow",
+        "host": HOST,
+        "port": server.port,
+        "virtual_proxy": "hdr",
+        "ca_file": "root.pem",
+        "timeout": limit,
+        "auth": {"method": "header", "header_name": "X-Monitor-User", "user_id": "monitor"},
+    }
+    prober = Prober.build(build(target, tmp_path))
+    return await run_probe(prober, "repository", resolver=FixedResolver())
+
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("make_ctx", "reason", "hostname_match"),
+    [
+        (lambda ca: _server_ctx(trustme.CA()), Reason.SERVER_CERTIFICATE_UNTRUSTED, True),
+        (
+            lambda ca: _server_ctx(ca, not_after=NOW - dt.timedelta(days=1)),
+            Reason.SERVER_CERTIFICATE_EXPIRED,
+            True,
+        ),
+        (lambda ca: _server_ctx(ca, "other.example.test"), Reason.HOSTNAME_MISMATCH, False),
+    ],
+    ids=["untrusted", "expired", "wrong-host"],
+)
+async def test_a_verification_failure_opens_one_inspection_connection(
+    site_ca: trustme.CA,
+    tmp_path: Path,
+    make_ctx: object,
+    reason: Reason,
+    hostname_match: bool,
+) -> None:
+    """After a verification failure, one more connection fetches the certificate for its
+    metrics, and it is closed when the probe returns."""
+    assert callable(make_ctx)
+    async with CountingServer(make_ctx(site_ca)) as server:
+        result = await _probe(server, site_ca, tmp_path)
+        assert result.reason == reason
+        assert server.accepted == 2
+        assert await server.all_closed()
+    [info] = [c for c in result.certificates if c.source == "server_repository"]
+    assert info.subject_cn == (HOST if hostname_match else "other.example.test")
+    assert result.hostname_match is hostname_match
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        ("500 Internal Server Error", Reason.SERVER_ERROR),
+        ("404 Not Found", Reason.NOT_FOUND),
+        ("401 Unauthorized", Reason.UNAUTHORIZED),
+    ],
+)
+async def test_other_failures_after_a_good_handshake_open_no_second_connection(
+    site_ca: trustme.CA, tmp_path: Path, status: str, reason: Reason
+) -> None:
+    """A verified server that answers with an error status is not connected to again, and its
+    certificate comes from the probe's own handshake."""
+    async with CountingServer(_server_ctx(site_ca), status=status) as server:
+        result = await _probe(server, site_ca, tmp_path)
+        assert result.reason == reason
+        assert server.accepted == 1
+        assert await server.all_closed()
+    assert [c.source for c in result.certificates if c.source.startswith("server_")] == [
+        "server_repository"
+    ]
+    assert result.hostname_match is True
+
+
+async def test_a_failed_handshake_opens_no_second_connection(
+    site_ca: trustme.CA, tmp_path: Path
+) -> None:
+    """A port without TLS fails the handshake: nothing to inspect, no certificate, no retry."""
+    async with CountingServer(None) as server:
+        result = await _probe(server, site_ca, tmp_path)
+        assert result.reason == Reason.TLS_HANDSHAKE
+        assert server.accepted == 1
+        assert await server.all_closed()
+    assert not [c for c in result.certificates if c.source.startswith("server_")]
+    assert result.hostname_match is None
+
+
+async def test_the_inspection_stays_within_the_probe_timeout(
+    site_ca: trustme.CA, tmp_path: Path
+) -> None:
+    """An inspection started late gets only what is left of the timeout, not its own 2s."""
+    assert INSPECT_TIMEOUT == 2.0
+    slow = CountingServer(_server_ctx(trustme.CA()), delays=[1.2, 3.0])
+    async with slow as server:
+        result = await _probe(server, site_ca, tmp_path, limit="2s")
+        assert result.reason == Reason.SERVER_CERTIFICATE_UNTRUSTED, (
+            result.error,
+            result.duration,
+            result.phases,
+        )
+        assert server.accepted == 2  # started, with ~0.8s left
+        assert result.duration < 2.6  # not 1.2s + the inspection's own 2s
+    assert not [c for c in result.certificates if c.source.startswith("server_")]
