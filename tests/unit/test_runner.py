@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from exporter.results import ProbeResult
 from exporter.runner import INSPECT_TIMEOUT, Prober, _cancelled_from_outside, run_probe
 from exporter.sim import Simulator
 from tests.core.conftest import FixedResolver, build, cert_target
-from tests.unit.tls_helpers import CountingServer
+from tests.unit.tls_helpers import CountingServer, http_response
 
 HOST = "sense.example.test"
 
@@ -173,13 +175,15 @@ async def test_a_failed_handshake_opens_no_second_connection(
 
 
 async def test_the_inspection_stays_within_the_probe_timeout(
-    site_ca: trustme.CA, tmp_path: Path
+    site_ca: trustme.CA, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An inspection started late gets only what is left of the timeout, not its own 2s."""
+    """An inspection started late gets only what is left of the timeout, not its own 2s;
+    giving up is a debug line, not part of the probe's failure."""
     assert INSPECT_TIMEOUT == 2.0
     slow = CountingServer(_server_ctx(trustme.CA()), delays=[1.2, 3.0])
-    async with slow as server:
-        result = await _probe(server, site_ca, tmp_path, limit="2s")
+    with caplog.at_level(logging.DEBUG, logger="exporter.probe"):
+        async with slow as server:
+            result = await _probe(server, site_ca, tmp_path, limit="2s")
         assert result.reason == Reason.SERVER_CERTIFICATE_UNTRUSTED, (
             result.error,
             result.duration,
@@ -188,3 +192,94 @@ async def test_the_inspection_stays_within_the_probe_timeout(
         assert server.accepted == 2  # started, with ~0.8s left
         assert result.duration < 2.6  # not 1.2s + the inspection's own 2s
     assert not [c for c in result.certificates if c.source.startswith("server_")]
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert (logging.DEBUG, "server certificate inspection failed: TimeoutError") in messages
+
+
+async def test_a_failed_probe_logs_one_warning_with_its_fields(
+    site_ca: trustme.CA, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure is one ``probe failed`` warning whose fields the JSON log shows, and the last
+    line of the run's own log."""
+    with caplog.at_level(logging.DEBUG, logger="exporter.probe"):
+        async with CountingServer(_server_ctx(site_ca), status="503 Busy") as server:
+            result = await _probe(server, site_ca, tmp_path)
+    [record] = [r for r in caplog.records if r.name == "exporter.probe"]
+    assert (record.levelno, record.getMessage()) == (logging.WARNING, "probe failed")
+    fields = {k: getattr(record, k) for k in ("target", "check", "reason", "error", "duration")}
+    assert fields == {
+        "target": "site",
+        "check": "repository",
+        "reason": "server_error",
+        "error": result.error,
+        "duration": round(result.duration, 4),
+    }
+    assert result.error.endswith(": 503 Busy")
+    assert result.log[-1] == f"failed: reason=server_error error={result.error}"
+
+
+async def test_a_successful_probe_logs_one_debug_line_with_its_fields(
+    sim: Simulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Success is quiet: one debug line with target, check and duration, nothing in the run's
+    log about failing."""
+    prober = Prober.build(build(cert_target(sim), tmp_path))
+    with caplog.at_level(logging.DEBUG, logger="exporter.probe"):
+        result = await run_probe(prober, "repository")
+    assert result.success
+    [record] = [r for r in caplog.records if r.name == "exporter.probe"]
+    assert (record.levelno, record.getMessage()) == (logging.DEBUG, "probe succeeded")
+    fields = {k: getattr(record, k) for k in ("target", "check", "duration")}
+    assert fields == {
+        "target": "cert",
+        "check": "repository",
+        "duration": round(result.duration, 4),
+    }
+    assert not hasattr(record, "reason")
+    assert not any(line.startswith("failed:") for line in result.log)
+
+
+ABOUT = b'{"buildVersion": "31.43.0.0", "buildDate": "4/12/2024 18:12:20 PM"}'
+SESSION_COOKIE = "X-Qlik-Session-hdr=s3ss10n; Path=/; Secure; HttpOnly"
+
+
+def _virtual_proxy(logout_status: str) -> Callable[[str], bytes]:
+    """A header virtual proxy: /qrs/about opens a proxy session, DELETE /qps/user ends it."""
+
+    def answer(head: str) -> bytes:
+        if head.startswith("GET /hdr/qrs/about?xrfkey="):
+            return http_response("200 OK", ABOUT, [f"Set-Cookie: {SESSION_COOKIE}"])
+        if head.startswith("DELETE /hdr/qps/user "):
+            return http_response(logout_status, b'{"session": "inactive"}')
+        return http_response("404 Not Found")
+
+    return answer
+
+
+async def test_the_proxy_session_is_ended_with_its_cookie_not_the_credentials(
+    site_ca: trustme.CA, tmp_path: Path
+) -> None:
+    """The logout sends the session cookie only: the user header would open a new session."""
+    answer = _virtual_proxy("200 OK")
+    async with CountingServer(_server_ctx(site_ca), answer=answer) as server:
+        result = await _probe(server, site_ca, tmp_path)
+    assert result.success, result.error
+    assert [r.split(" ", 2)[:2] for r in server.requests][1] == ["DELETE", "/hdr/qps/user"]
+    login, logout = server.requests
+    assert "X-Monitor-User: monitor\r\n" in login
+    assert "X-Monitor-User" not in logout
+    assert "Cookie: X-Qlik-Session-hdr=s3ss10n\r\n" in logout
+    assert server.accepted == 1  # on the kept-alive connection
+
+
+async def test_a_failed_logout_leaves_the_probe_successful_with_a_note(
+    site_ca: trustme.CA, tmp_path: Path
+) -> None:
+    """The check answered; a logout that fails is a line in the run's log, not a failure."""
+    answer = _virtual_proxy("500 Internal Server Error")
+    async with CountingServer(_server_ctx(site_ca), answer=answer) as server:
+        result = await _probe(server, site_ca, tmp_path)
+    assert result.success, result.error
+    assert result.reason is None
+    assert "logout failed: ProbeFailure" in result.log
+    assert len(server.requests) == 2

@@ -14,7 +14,7 @@ import datetime as dt
 import ipaddress
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -98,18 +98,27 @@ def handshake_error(
     raise AssertionError("the handshake did not fail on the client side")
 
 
+def http_response(status: str, body: bytes = b"", headers: Sequence[str] = ()) -> bytes:
+    """A whole HTTP/1.1 response with a Content-Length."""
+    head = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", *headers]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
 @dataclass
 class CountingServer:
-    """A TLS server on 127.0.0.1 that counts the connections it accepts and answers every
-    request with ``status``; ``delays`` holds the seconds each connection waits before its
-    handshake (the client's hello stays unread in the socket meanwhile)."""
+    """A TLS server on 127.0.0.1 that counts the connections it accepts, keeps the head of
+    every request, and answers each with ``answer(head)`` (by default an empty ``status``
+    response); ``delays`` holds the seconds each connection waits before its handshake (the
+    client's hello stays unread in the socket meanwhile)."""
 
     ctx: ssl.SSLContext | None  # None: answers in plain HTTP, as a port without TLS would
     status: str = "500 Internal Server Error"
+    answer: Callable[[str], bytes] | None = None
     delays: list[float] = field(default_factory=list)
     accepted: int = 0
     open: int = 0
     port: int = 0
+    requests: list[str] = field(default_factory=list)
     _listener: socket.socket | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -158,12 +167,15 @@ class CountingServer:
             assert isinstance(transport, asyncio.Transport)
             if self.ctx is None:
                 await reader.read(1)  # a TLS ClientHello, never a request line
-            else:
-                await reader.readuntil(b"\r\n\r\n")
-            transport.write(f"HTTP/1.1 {self.status}\r\nContent-Length: 0\r\n\r\n".encode())
+                transport.write(http_response("400 Bad Request"))
+            while self.ctx is not None:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                self.requests.append(head)
+                answer = self.answer(head) if self.answer else http_response(self.status)
+                transport.write(answer)
             await reader.read()  # until the client closes
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError):
-            pass  # the client gave up: that is what the tests look at
+            pass  # the client gave up or closed: that is what the tests look at
         finally:
             if isinstance(transport, asyncio.Transport):
                 transport.abort()
