@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from exporter.certinfo import describe, describe_server, hostname_matches, load_pem_certificates
+from exporter.certinfo import (
+    describe,
+    describe_server,
+    hostname_matches,
+    load_pem_certificates,
+    relevant_roots,
+)
+from exporter.results import CertificateInfo
 from tests.unit.tls_helpers import certificate
 
 
@@ -199,3 +206,37 @@ def test_load_pem_certificates_refuses_a_file_without_one(tmp_path: Path, conten
     with pytest.raises(ValueError, match=r"^.*cert\.pem: no PEM certificate found$") as caught:
         load_pem_certificates(path)
     assert str(caught.value) == f"{path}: no PEM certificate found"
+
+
+def _info(source: str, subject: str, issuer: str) -> CertificateInfo:
+    return CertificateInfo(source, subject, issuer, f"{subject}-{source}", 1.7e9, 1.8e9)
+
+
+def test_a_single_root_is_kept_even_when_it_anchors_nothing() -> None:
+    """Qlik's root.pem shows its expiry even when no server answered."""
+    certs = [_info("client", "QlikClient", "Sense-CA"), _info("root", "Other-CA", "Other-CA")]
+    assert relevant_roots(certs) == certs
+
+
+def test_of_a_bundle_only_the_roots_that_anchor_something_are_kept() -> None:
+    """Of a CA bundle, the CAs that issued the client, server or signing certificates stay."""
+    client = _info("client", "QlikClient", "Sense-CA")
+    server = _info("server_proxy", "sense.example.com", "Web-CA")
+    sense, web, other = (
+        _info("root", "Sense-CA", "Sense-CA"),
+        _info("root", "Web-CA", "Web-CA"),
+        _info("root", "Other-CA", "Other-CA"),
+    )
+    assert relevant_roots([client, sense, other, server, web]) == [client, sense, server, web]
+    assert relevant_roots([client, sense, other]) == [client, sense]
+
+
+def test_the_cas_above_an_anchoring_ca_are_kept_up_the_chain() -> None:
+    """An intermediate CA in the file brings the CAs that issued it, however far up."""
+    leaf = _info("server_repository", "sense.example.com", "Issuing-CA")
+    issuing = _info("root", "Issuing-CA", "Policy-CA")
+    policy = _info("root", "Policy-CA", "Root-CA")
+    root = _info("root", "Root-CA", "Root-CA")
+    unrelated = _info("root", "Unrelated-CA", "Unrelated-CA")
+    certs = [root, unrelated, leaf, policy, issuing]
+    assert relevant_roots(certs) == [root, leaf, policy, issuing]

@@ -9,6 +9,7 @@ local TLS server counts the connections to show it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import ssl
@@ -23,7 +24,7 @@ from exporter.reasons import Reason
 from exporter.results import ProbeResult
 from exporter.runner import INSPECT_TIMEOUT, Prober, _cancelled_from_outside, run_probe
 from exporter.sim import Simulator
-from tests.core.conftest import FixedResolver, build, cert_target
+from tests.core.conftest import FixedResolver, build, cert_target, closed_port
 from tests.unit.tls_helpers import CountingServer, http_response
 
 HOST = "sense.example.test"
@@ -199,23 +200,28 @@ async def test_the_inspection_stays_within_the_probe_timeout(
 async def test_a_failed_probe_logs_one_warning_with_its_fields(
     site_ca: trustme.CA, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A failure is one ``probe failed`` warning whose fields the JSON log shows, and the last
-    line of the run's own log."""
+    """A failure is one ``probe failed`` warning whose fields the JSON log shows (the duration
+    to 0.1 ms), and the last line of the run's own log."""
+    results = []
     with caplog.at_level(logging.DEBUG, logger="exporter.probe"):
         async with CountingServer(_server_ctx(site_ca), status="503 Busy") as server:
-            result = await _probe(server, site_ca, tmp_path)
-    [record] = [r for r in caplog.records if r.name == "exporter.probe"]
-    assert (record.levelno, record.getMessage()) == (logging.WARNING, "probe failed")
-    fields = {k: getattr(record, k) for k in ("target", "check", "reason", "error", "duration")}
-    assert fields == {
-        "target": "site",
-        "check": "repository",
-        "reason": "server_error",
-        "error": result.error,
-        "duration": round(result.duration, 4),
-    }
-    assert result.error.endswith(": 503 Busy")
-    assert result.log[-1] == f"failed: reason=server_error error={result.error}"
+            for _ in range(3):  # three durations: one may have a 0 as its fifth decimal
+                results.append(await _probe(server, site_ca, tmp_path))
+    records = [r for r in caplog.records if r.name == "exporter.probe"]
+    assert len(records) == 3
+    for record, result in zip(records, results, strict=True):
+        assert (record.levelno, record.getMessage()) == (logging.WARNING, "probe failed")
+        fields = {k: getattr(record, k) for k in ("target", "check", "reason", "error", "duration")}
+        assert fields == {
+            "target": "site",
+            "check": "repository",
+            "reason": "server_error",
+            "error": result.error,
+            "duration": round(result.duration, 4),
+        }
+        assert result.error.endswith(": 503 Busy")
+        assert result.log[-1] == f"failed: reason=server_error error={result.error}"
+        assert result.success is False
 
 
 async def test_a_successful_probe_logs_one_debug_line_with_its_fields(
@@ -224,19 +230,63 @@ async def test_a_successful_probe_logs_one_debug_line_with_its_fields(
     """Success is quiet: one debug line with target, check and duration, nothing in the run's
     log about failing."""
     prober = Prober.build(build(cert_target(sim), tmp_path))
+    results = []
     with caplog.at_level(logging.DEBUG, logger="exporter.probe"):
-        result = await run_probe(prober, "repository")
-    assert result.success
-    [record] = [r for r in caplog.records if r.name == "exporter.probe"]
-    assert (record.levelno, record.getMessage()) == (logging.DEBUG, "probe succeeded")
-    fields = {k: getattr(record, k) for k in ("target", "check", "duration")}
-    assert fields == {
-        "target": "cert",
-        "check": "repository",
-        "duration": round(result.duration, 4),
+        for _ in range(3):
+            results.append(await run_probe(prober, "repository"))
+    records = [r for r in caplog.records if r.name == "exporter.probe"]
+    assert len(records) == 3
+    for record, result in zip(records, results, strict=True):
+        assert result.success
+        assert (record.levelno, record.getMessage()) == (logging.DEBUG, "probe succeeded")
+        fields = {k: getattr(record, k) for k in ("target", "check", "duration")}
+        assert fields == {
+            "target": "cert",
+            "check": "repository",
+            "duration": round(result.duration, 4),
+        }
+        assert not hasattr(record, "reason")
+        assert not any(line.startswith("failed:") for line in result.log)
+
+
+async def test_a_result_carries_its_times_and_the_run_log(
+    site_ca: trustme.CA, tmp_path: Path
+) -> None:
+    """Start and finish are wall-clock times around the run, the duration lies between them,
+    a success has no error, and the run's log has every request the check made."""
+    before = time.time()
+    async with CountingServer(_server_ctx(site_ca), answer=_virtual_proxy("200 OK")) as server:
+        result = await _probe(server, site_ca, tmp_path)
+    after = time.time()
+    assert result.success is True
+    assert (result.reason, result.error) == (None, "")
+    assert before <= result.started <= result.finished <= after
+    assert 0 < result.duration <= result.finished - result.started + 0.01
+    assert result.log[0] == (f"GET https://{HOST}:{server.port}/hdr/qrs/about -> 200 OK")
+    assert result.log[1] == f"DELETE https://{HOST}:{server.port}/hdr/qps/user -> 200 OK"
+
+
+async def test_a_task_that_swallowed_a_cancellation_still_gets_results(tmp_path: Path) -> None:
+    """Only a CancelledError is passed on: a failure in a task with a pending (swallowed)
+    cancellation is still a result, never an exception."""
+    target = {
+        "name": "site",
+        "type": "qseow",
+        "host": "127.0.0.1",
+        "port": closed_port(),
+        "virtual_proxy": "hdr",
+        "auth": {"method": "header", "header_name": "X-Monitor-User", "user_id": "monitor"},
     }
-    assert not hasattr(record, "reason")
-    assert not any(line.startswith("failed:") for line in result.log)
+    prober = Prober.build(build(target, tmp_path))
+
+    async def swallow_then_probe() -> ProbeResult:
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+        with contextlib.suppress(asyncio.CancelledError):  # its cancelling() count stays 1
+            await asyncio.sleep(1)
+        return await run_probe(prober, "repository")
+
+    result = await asyncio.create_task(swallow_then_probe())
+    assert result.reason == Reason.CONNECT_REFUSED
 
 
 ABOUT = b'{"buildVersion": "31.43.0.0", "buildDate": "4/12/2024 18:12:20 PM"}'
