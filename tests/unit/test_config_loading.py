@@ -80,7 +80,7 @@ def test_flow_nesting_beyond_the_limit_is_one_line_naming_the_line(
         'a: "' + "{" * 100 + '"\n',
         "# " + "[" * 100 + "\na: 1\n",  # in a comment
         "a: 1  # " + "{" * 100 + "\n",
-        "a: x\n",
+        "a: x" + "]" * 70 + "}" * 70 + "\n",  # closing brackets in a plain value
     ],
     ids=["closed", "siblings", "single-quoted", "double-quoted", "comment", "trailing", "plain"],
 )
