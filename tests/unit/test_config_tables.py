@@ -22,17 +22,19 @@ from exporter.metrics import QlikCollector
 from exporter.results import CheckValues, ProbeResult, ResultStore
 
 CHECKS_BY_METHOD = {
-    "certificate": ("repository", "proxy", "engine", "engine_session"),
+    "certificate": ("repository", "proxy", "engine", "engine_session", "services", "license"),
     "jwt": ("repository", "proxy", "engine"),
     "header": ("repository", "proxy", "engine"),
-    "apikey": ("tenant",),
+    "apikey": ("engine_session", "tenant", "license"),
+    "oauth": ("engine_session", "tenant", "license"),
 }
-METHODS_BY_TYPE = {"qseow": ("certificate", "jwt", "header"), "cloud": ("apikey",)}
+METHODS_BY_TYPE = {"qseow": ("certificate", "jwt", "header"), "cloud": ("apikey", "oauth")}
 DEFAULT_CHECKS = {
     "certificate": ["repository"],
     "jwt": ["repository"],
     "header": ["repository"],
     "apikey": ["tenant"],
+    "oauth": ["tenant"],
 }
 # Qlik refuses these header names for header authentication (help.qlik.com, virtual proxies).
 RESERVED_HEADERS = [
@@ -59,11 +61,12 @@ def _auth(method: str, folder: Path) -> dict[str, Any]:
         "jwt": {"method": "jwt", "token": "a.b.c"},
         "header": {"method": "header", "header_name": "X-Monitor-User", "user_id": "monitor"},
         "apikey": {"method": "apikey", "api_key": "k"},
+        "oauth": {"method": "oauth", "client_id": "c", "client_secret": "s"},
     }[method]
 
 
 def _type_of(method: str) -> str:
-    return "cloud" if method == "apikey" else "qseow"
+    return "cloud" if method in ("apikey", "oauth") else "qseow"
 
 
 def _target(folder: Path, method: str, **keys: Any) -> dict[str, Any]:
@@ -111,11 +114,12 @@ def test_the_default_checks_of_each_method() -> None:
         (
             "certificate",
             {"repository": "repository", "proxy": "proxy", "engine": "engine"}
-            | {"engine_session": "engine"},
+            | {"engine_session": "engine", "services": "repository", "license": "repository"},
         ),
         ("jwt", dict.fromkeys(CHECKS_BY_METHOD["jwt"], "front")),
         ("header", dict.fromkeys(CHECKS_BY_METHOD["header"], "front")),
-        ("apikey", {"tenant": "front"}),
+        ("apikey", dict.fromkeys(CHECKS_BY_METHOD["apikey"], "front")),
+        ("oauth", dict.fromkeys(CHECKS_BY_METHOD["oauth"], "front")),
     ],
 )
 def test_the_port_each_check_connects_to(method: str, ports: dict[str, str]) -> None:
@@ -130,6 +134,7 @@ def test_the_port_each_check_connects_to(method: str, ports: dict[str, str]) -> 
         (("a", "b"), "a or b"),
         (["a", "b", "c"], "a, b or c"),
         (("certificate", "jwt", "header", "apikey"), "certificate, jwt, header or apikey"),
+        (tuple(catalog.METHODS), "certificate, jwt, header, apikey or oauth"),
     ],
 )
 def test_choice_lists_names_as_an_error_message_does(
@@ -183,13 +188,16 @@ def test_ports_of_the_checks_come_from_ports_or_port(tmp_path: Path) -> None:
         "proxy": 14243,
         "engine": 14747,
         "engine_session": 14747,
+        "services": 14242,
+        "license": 14242,
     }
     assert cert.via_proxy is False
     jwt = _parse(tmp_path, _target(tmp_path, "jwt", ports=ports, port=8443))
     assert {jwt.port_for(c) for c in CHECKS_BY_METHOD["jwt"]} == {8443}
     assert jwt.via_proxy is True
     cloud = _parse(tmp_path, _target(tmp_path, "apikey", port=9443))
-    assert cloud.port_for("tenant") == 9443
+    assert {cloud.port_for(c) for c in CHECKS_BY_METHOD["apikey"]} == {9443}
+    assert cloud.via_proxy is False
 
 
 # --- header auth: reserved names ----------------------------------------------------------
