@@ -227,10 +227,15 @@ run_once() {
 	echo "${rc}"
 }
 
+dummy_api_key() {
+	python3 -c 'import time, jwt; print(jwt.encode({"exp": int(time.time()) + 31536000, "sub": "config-check"}, "throw-away-signing-key-0123456789", algorithm="HS256"))'
+}
+
 write_configs() {
 	mkdir -p "${WORK}/config/secrets"
-	# A dummy key: not a secret, and not JWT-shaped so the image scan cannot mistake it.
-	echo "dummy-api-key-for-config-check" >"${WORK}/config/secrets/cloud.key"
+	# A dummy key, JWT-shaped (--config.check reads its expiry) but signed with a throw-away
+	# key; it is mounted at run time, never part of the image the secret scan reads.
+	dummy_api_key >"${WORK}/config/secrets/cloud.key"
 	cat >"${WORK}/config/config.yml" <<-'EOF'
 		# The API key comes from a mounted file (relative to this file's folder).
 		defaults:
@@ -303,7 +308,7 @@ check_config_check() {
 	[[ ${rc} -eq 0 ]] || fail "--config.check of a valid config exited ${rc}: $(cat "${WORK}/check-valid.out")"
 	pass "valid config (API key from a mounted file): exit 0"
 
-	rc=$(run_once "${WORK}/check-env.out" -e QLIK_CLOUD_API_KEY=dummy-api-key "${IMAGE}" \
+	rc=$(run_once "${WORK}/check-env.out" -e "QLIK_CLOUD_API_KEY=$(dummy_api_key)" "${IMAGE}" \
 		--config.file /etc/qlik-sense-exporter/config-env.yml --config.check)
 	[[ ${rc} -eq 0 ]] || fail "--config.check of a valid config exited ${rc}: $(cat "${WORK}/check-env.out")"
 	pass "valid config (API key from the environment): exit 0"

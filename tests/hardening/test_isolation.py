@@ -98,6 +98,7 @@ async def test_healthy_runs_start_on_schedule_beside_hung_and_slow_targets(
     try:
         await asyncio.sleep(RUN_FOR)
     finally:
+        stopped = time.time()
         await daemon.stop()
         await asyncio.sleep(0.1)
 
@@ -106,9 +107,14 @@ async def test_healthy_runs_start_on_schedule_beside_hung_and_slow_targets(
     lateness = []
     for job in healthy_jobs:
         runs, plan = started[job], scheduled[job]
-        assert len(runs) == len(plan), job
+        # A run submitted just before the stop may be cancelled before it starts; any other
+        # submitted run must have started.
+        assert len(runs) <= len(plan), job
+        assert all(when >= stopped - MAX_LATENESS for when in plan[len(runs) :]), job
         lateness += [
-            run - when for run, when in zip(runs, plan, strict=True) if when >= t0 + WARMUP
+            run - when
+            for run, when in zip(runs, plan[: len(runs)], strict=True)
+            if when >= t0 + WARMUP
         ]
         assert skipped[job] == 0, f"{job} was refused a run (still running the previous one)"
     worst = max(lateness)
