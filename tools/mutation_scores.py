@@ -5,7 +5,7 @@ Run from the repository root after ``mutmut run``. It reads mutmut's results
 (table rows starting with a mutant name in backticks), prints one Markdown row per module, and
 then every surviving mutant that is not listed as equivalent (see it with ``mutmut show NAME``).
 A listed mutant that no longer survives is reported too, so that the list stays true.
-Exits 1 if any mutant was not checked (an interrupted run).
+Mutants not checked (a run of some mutants by name, or an interrupted run) are left out.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main() -> int:
     if not metas:
         print("no results: run `mutmut run --max-children 2` first", file=sys.stderr)
         return 1
-    print("| module | mutants | killed | survived | no tests | equivalent | score |")
+    print("| module | checked | killed | survived | no tests | equivalent | score |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     unexplained: list[str] = []
     stale: list[str] = []
@@ -52,7 +52,9 @@ def main() -> int:
         for name, code in codes.items():
             if code is None:
                 unchecked += 1
-            elif code in KILLED or code in TIMEOUT:
+                continue
+            count["checked"] += 1
+            if code in KILLED or code in TIMEOUT:
                 count["killed"] += 1
             elif code in SKIPPED:
                 count["skipped"] += 1
@@ -66,15 +68,15 @@ def main() -> int:
                 unexplained.append(name)
             if name in listed and code not in SURVIVED | NO_TESTS:
                 stale.append(name)
-        judged = len(codes) - count["skipped"] - count["equivalent"]
-        score = 100 * count["killed"] / judged if judged else 100.0
+        judged = count["checked"] - count["skipped"] - count["equivalent"]
+        score = f"{100 * count['killed'] / judged:.0f} %" if judged else "not run"
         module = str(meta.relative_to("mutants")).removesuffix(".meta")
         print(
-            f"| {module} | {len(codes)} | {count['killed']} | {count['survived']}"
-            f" | {count['no tests']} | {count['equivalent']} | {score:.0f} % |"
+            f"| {module} | {count['checked']} | {count['killed']} | {count['survived']}"
+            f" | {count['no tests']} | {count['equivalent']} | {score} |"
         )
     known = {name for meta in metas for name in json.loads(meta.read_text())["exit_code_by_key"]}
-    stale += sorted(listed - known)
+    stale += sorted(listed - known)  # the function changed: its mutants were numbered anew
     if unexplained:
         print(f"\nsurvivors not listed as equivalent ({len(unexplained)}):")
         print("\n".join(f"  {name}" for name in unexplained))
@@ -82,8 +84,7 @@ def main() -> int:
         print(f"\nlisted as equivalent but killed or gone ({len(stale)}):")
         print("\n".join(f"  {name}" for name in stale))
     if unchecked:
-        print(f"\n{unchecked} mutants not checked: the run was interrupted", file=sys.stderr)
-        return 1
+        print(f"\n{unchecked} mutants not checked (left out above)", file=sys.stderr)
     return 0
 
 
