@@ -38,6 +38,7 @@ _CLIENT_CERT_ALERTS = (
     "ACCESS_DENIED",
     "DECRYPT_ERROR",
     "HANDSHAKE_FAILURE",
+    "UNSUPPORTED_CERTIFICATE",
 )
 INSPECT_TIMEOUT = 2.0
 
@@ -185,13 +186,15 @@ def classify(exc: BaseException, target: Target, check: str) -> tuple[Reason, st
             return Reason.HOSTNAME_MISMATCH, detail
         return Reason.SERVER_CERTIFICATE_UNTRUSTED, detail
     if isinstance(exc, ssl.SSLError):
-        text = f"{exc.reason or ''} {exc}".upper()
+        # ``_ssl`` always sets ``reason``; an SSLError raised from Python code may not.
+        ssl_reason = getattr(exc, "reason", None)
+        text = f"{ssl_reason or ''} {exc}".upper()
         if "ALERT" in text and any(a in text for a in _CLIENT_CERT_ALERTS):
             return (
                 Reason.CLIENT_CERTIFICATE_REJECTED,
-                f"{host} refused the client certificate: {exc.reason}",
+                f"{host} refused the client certificate: {ssl_reason or exc}",
             )
-        return Reason.TLS_HANDSHAKE, f"TLS with {host} failed: {exc.reason or exc}"
+        return Reason.TLS_HANDSHAKE, f"TLS with {host} failed: {ssl_reason or exc}"
     if isinstance(exc, ClosedBeforeResponse):
         if exc.fresh and target.auth.method == "certificate":
             return (

@@ -42,6 +42,7 @@ CLIENT_CERT_ALERTS = [
     "TLSV1_ALERT_ACCESS_DENIED",
     "TLSV1_ALERT_DECRYPT_ERROR",
     "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
 ]
 # Alerts and local errors that say nothing about the client certificate.
 OTHER_TLS_ERRORS = [
@@ -516,3 +517,18 @@ def test_every_reason_is_reachable_from_the_classifier(header: Target) -> None:
         Reason.INVALID_RESPONSE,
     }
     assert len(Reason) == 18  # a new reason needs a test here and on the dashboards
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [ssl.SSLError("made in Python"), ssl.SSLError(), ssl.SSLError(1, "no reason attribute")],
+    ids=["message", "bare", "errno-and-message"],
+)
+def test_an_ssl_error_without_a_reason_attribute_is_a_tls_handshake_failure(
+    header: Target, exc: ssl.SSLError
+) -> None:
+    """An SSLError raised from Python code (no ``reason`` attribute) is classified, not a crash
+    of the classifier."""
+    reason, message = classify(exc, header, "repository")
+    assert reason == Reason.TLS_HANDSHAKE
+    assert message.startswith(f"TLS with {HOST} failed")
