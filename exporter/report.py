@@ -52,7 +52,8 @@ def format_target(results: Sequence[ProbeResult], host: str, ports: dict[str, in
             + days_left(c.not_after - now)
         )
     for cred in creds:
-        lines.append(f"  credential {cred.kind}: " + days_left(cred.expires - now))
+        left = days_left(cred.expires - now, warn=not cred.renewed)
+        lines.append(f"  credential {cred.kind}: {left}" + (" (renewed)" if cred.renewed else ""))
     lines.append(summary(results))
     return lines
 
@@ -128,10 +129,10 @@ def plain(text: str) -> str:
     return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
-def days_left(seconds: float) -> str:
+def days_left(seconds: float, *, warn: bool = True) -> str:
     """``N days left``, with a warning under 30 days, or how long ago it expired."""
     days = seconds / 86400
     if days < 0:
         return f"EXPIRED {-days:.1f} days ago"
-    warn = "  WARNING: under 30 days" if days < 30 else ""
-    return f"{days:.1f} days left{warn}"
+    note = "  WARNING: under 30 days" if warn and days < 30 else ""
+    return f"{days:.1f} days left{note}"

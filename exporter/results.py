@@ -32,10 +32,16 @@ class CertificateInfo:
 
 @dataclass(frozen=True, slots=True)
 class CredentialInfo:
-    """A token-style credential with an expiry (``kind`` is ``jwt`` or ``apikey``)."""
+    """A token-style credential with an expiry (``jwt``, ``apikey`` or ``oauth_token``)."""
 
     kind: str
     expires: float  # unix seconds
+
+    @property
+    def renewed(self) -> bool:
+        """Whether the exporter renews it itself (an OAuth access token lives hours): its
+        expiry is information, never a warning."""
+        return self.kind == "oauth_token"
 
 
 @dataclass(frozen=True, slots=True)

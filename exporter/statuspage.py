@@ -165,17 +165,21 @@ _TARGET_COLUMNS: tuple[tuple[str, Callable[[TargetView], str]], ...] = (
 
 def _expiry_table(views: list[TargetView], now: float) -> str:
     items = [
-        (c.not_after, v.target, f"{c.source} certificate", c.subject_cn, c.issuer_cn)
+        (c.not_after, v.target, f"{c.source} certificate", c.subject_cn, c.issuer_cn, False)
         for v in views
         for c in v.certificates
     ]
     items += [
-        (c.expires, v.target, f"{c.kind} credential", "", "") for v in views for c in v.credentials
+        (c.expires, v.target, f"{c.kind} credential", "", "", c.renewed)
+        for v in views
+        for c in v.credentials
     ]
     rows = []
-    for expires, target, what, subject, issuer in sorted(items, key=lambda i: (i[0], i[1])):
+    for expires, target, what, subject, issuer, renewed in sorted(items, key=lambda i: i[:2]):
         days = (expires - now) / 86400
         colour = "red" if days < _RED_DAYS else "orange" if days < _ORANGE_DAYS else "green"
+        if renewed and days >= 0:
+            colour = "green"  # the exporter renews it itself
         cells = [f'<span class="days {colour}">{days:.1f}</span>', f"<b>{_e(target)}</b>"]
         cells += [_e(what), _e(subject), _e(issuer), _e(_utc(expires))]
         rows.append((colour, cells))

@@ -411,13 +411,14 @@ def certificates_row() -> Row:
     expr = (
         "label_replace((" + per_target("qlik_certificate_not_after_timestamp_seconds") + " - "
         'time()) / 86400, "kind", "certificate", "", "") or label_replace(('
-        + per_target("qlik_credential_expiry_timestamp_seconds")
+        + per_target("qlik_credential_expiry_timestamp_seconds", 'kind!="oauth_token"')
         + ' - time()) / 86400, "source", "$1", "kind", "(.*)")'
     )
     panel = table_panel(
         "Certificates and credentials by days left",
         "Every certificate (client, root, JWT signing, each server's) and every JWT or API key "
-        "the selected targets use, soonest expiry first. Red under 7 days (or expired), orange "
+        "the selected targets use (not OAuth access tokens: the exporter renews those itself), "
+        "soonest expiry first. Red under 7 days (or expired), orange "
         "under 30 days; the alerts fire at 30 and 7 days for certificates and at 14 and 3 days "
         "for tokens.",
         query(expr, instant=True),

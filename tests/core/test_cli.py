@@ -261,3 +261,24 @@ def test_hints_are_the_readme_failure_reason_table() -> None:
         reason, cause = (c.strip() for c in row.strip("|").split("|"))
         table[reason.strip("`")] = cause
     assert table == {r.value: hint for r, hint in HINTS.items()}
+
+
+def test_report_does_not_warn_about_an_oauth_token_the_exporter_renews() -> None:
+    """An OAuth access token hours from its end is shown without the 30-day warning."""
+    import time
+
+    from exporter.report import format_target
+    from exporter.results import CredentialInfo, ProbeResult
+
+    now = time.time()
+    result = ProbeResult("t", "tenant", True, None, "", now, now, 0.01)
+    result.credentials = [
+        CredentialInfo("oauth_token", now + 0.25 * 86400),
+        CredentialInfo("apikey", now + 0.25 * 86400),
+    ]
+    lines = format_target([result], "h", {"tenant": 443})
+    [oauth] = [line for line in lines if "oauth_token" in line]
+    [apikey] = [line for line in lines if "apikey" in line]
+    assert "WARNING" not in oauth
+    assert "renewed" in oauth
+    assert "WARNING: under 30 days" in apikey

@@ -205,3 +205,21 @@ def test_the_page_is_made_for_phones_and_never_shows_a_secret(tmp_path: Path) ->
     assert "@media (max-width:1000px)" in page
     assert SECRET not in page
     assert "not run yet" in page
+
+
+def test_an_oauth_token_hours_from_its_end_is_not_a_warning(tmp_path: Path) -> None:
+    """The exporter renews OAuth access tokens itself: hours left is green; an API key with as
+    little left stays red."""
+    creds = [CredentialInfo("oauth_token", NOW + 0.25 * DAY)]
+    store = store_of(
+        result("c", credentials=creds),
+        result("k", credentials=[CredentialInfo("apikey", NOW + 0.25 * DAY)]),
+    )
+    page = render_status_page(
+        config(tmp_path, cloud("c"), cloud("k")), store.snapshot(), STATUS, NOW
+    )
+    expiry = rows(page, "expiry")
+    assert sorted((r["text"].split()[1], r["class"]) for r in expiry) == [
+        ("c", "green"),
+        ("k", "red"),
+    ]
