@@ -31,6 +31,7 @@ from exporter.auth.common import (
     build_contexts,
     file_stamp,
     os_reason,
+    read_secret_file,
 )
 from exporter.certinfo import describe, load_pem_certificates
 from exporter.fields import AuthSettings, FilePath, OptionalFilePath, secret_from
@@ -86,12 +87,7 @@ def _read(path: Path, what: str) -> bytes:
 def _password(auth: CertificateAuth) -> bytes | None:
     if auth.key_password_file is not None:
         # Re-read so that a rotated password file goes with a rotated key.
-        try:
-            return auth.key_password_file.read_text(encoding="utf-8").strip().encode()
-        except (OSError, UnicodeDecodeError):
-            raise CredentialError(
-                f"key_password_file {auth.key_password_file}: unreadable"
-            ) from None
+        return read_secret_file(auth.key_password_file, "key_password_file").encode()
     if auth.key_password is not None:
         return auth.key_password.get_secret_value().encode()
     return None

@@ -214,6 +214,15 @@ def os_reason(exc: Exception) -> str:
     return str(exc).split(": ", 1)[-1]
 
 
+def read_secret_file(path: Path, setting: str) -> str:
+    """A secret from the file ``setting`` names, re-read on every use so that a rotated file
+    is used without a reload; a CredentialError naming the file (never its content)."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialError(f"{setting} {path}: {os_reason(exc)}") from None
+
+
 def token_expiry(token: str, what: str) -> float | None:
     """The ``exp`` of a JWT read without verifying it (the server verifies); None if absent.
 
@@ -254,10 +263,7 @@ class TokenSource:
         if self._cached is not None and self._cached[0] == stamp:
             return self._cached[1], self._cached[2]
         if self._path is not None:
-            try:
-                token = self._path.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise CredentialError(f"{self._setting} {self._path}: {os_reason(exc)}") from None
+            token = read_secret_file(self._path, self._setting)
         else:
             assert self._inline is not None
             token = self._inline.get_secret_value()

@@ -28,7 +28,7 @@ from exporter.auth.common import (
     Holdings,
     Prepared,
     TrustFiles,
-    os_reason,
+    read_secret_file,
     shared_contexts,
 )
 from exporter.fields import AuthSettings, Duration, secret_from
@@ -152,10 +152,7 @@ class OAuthMethod:
         path = self._auth.client_secret_file
         if path is None:
             return self._auth.client_secret.get_secret_value()
-        try:
-            secret = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CredentialError(f"client_secret_file {path}: {os_reason(exc)}") from None
+        secret = read_secret_file(path, "client_secret_file")
         if not secret:
             raise CredentialError(f"client_secret_file {path}: empty")
         return secret
