@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from exporter.catalog import DISCOVERY
 from exporter.reasons import HINTS
 from exporter.results import CertificateInfo, CredentialInfo, ProbeResult
 
@@ -124,6 +125,8 @@ def _expiring(
     certs: dict[tuple[str, str, str], CertificateInfo] = {}
     creds: dict[str, CredentialInfo] = {}
     for r in results:
+        if r.check == DISCOVERY:  # the repository's own certificate, seen again
+            continue
         certs.update(((c.node, c.source, c.serial), c) for c in r.certificates)
         creds.update((c.kind, c) for c in r.credentials)
     return (

@@ -41,8 +41,10 @@ async def run(ctx: ProbeContext) -> CheckValues:
     details = {"nodes": f"{len(nodes)} ({central} central)"}
     for n in nodes.values():
         services = ["repository"] + ["proxy"] * n.proxy + ["engine"] * n.engine
-        role = "central" if n.central else "rim"
-        details[n.host_name] = f"{n.name}, {role}, {n.purpose}: {', '.join(services)}"
+        role = "central node" if n.central else "rim node"
+        details[f"node {n.host_name}"] = (
+            f"{n.name}, {role}, purpose {n.purpose}; runs {', '.join(services)}"
+        )
     return CheckValues(nodes=tuple(nodes.values()), details=details)
 
 
