@@ -63,7 +63,8 @@ async def test_each_check_runs_on_every_node_that_runs_its_service(
     services and licence once against host."""
     daemon = _daemon(site, tmp_path)
     found = await daemon.run_discovery("prod")
-    assert found is not None and found.success, found
+    assert found is not None
+    assert found.success, found.error
     central, rim1, rim2 = (_host(site, n) for n in ("central", "rim1", "rim2"))
     assert sorted(daemon.jobs()) == sorted(
         [
@@ -101,7 +102,8 @@ async def test_every_per_probe_series_carries_the_node_it_ran_on(
         for s in samples
         if s.name == "qlik_probe_success"
     }
-    assert len(success) == 10 and set(success.values()) == {1.0}, success
+    assert len(success) == 10
+    assert set(success.values()) == {1.0}, success
     per_node = [
         "qlik_probe_runs_total",
         "qlik_probe_latency_seconds_count",
@@ -113,7 +115,8 @@ async def test_every_per_probe_series_carries_the_node_it_ran_on(
     ]
     for name in per_node:
         nodes = {s.labels["node"] for s in samples if s.name == name}
-        assert nodes and nodes <= hosts, (name, nodes)
+        assert nodes, name
+        assert nodes <= hosts, (name, nodes)
     assert {s.labels["node"] for s in samples if s.name == "qlik_repository_build_info"} == hosts
     certs = [s for s in samples if s.name == "qlik_certificate_not_after_timestamp_seconds"]
     files = {s.labels["node"] for s in certs if not s.labels["source"].startswith("server_")}
@@ -341,7 +344,8 @@ async def test_two_hundred_nodes_run_with_bounded_concurrency(
     daemon.apply(daemon.read_config())
     site.node("central").faults.set("repository", "wrong_shape", body=nodes, times=1)
     found = await daemon.run_discovery("prod")
-    assert found is not None and found.success, found.error
+    assert found is not None
+    assert found.success, found.error
     jobs = daemon.jobs()
     assert len(jobs) == 300
     resolver.peak = resolver.calls = 0
