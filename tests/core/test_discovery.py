@@ -392,3 +392,35 @@ async def test_the_scheduler_discovers_at_once_and_reschedules_per_node(
         assert ids == {f"prod/{n.host_name}/repository" for n in site.nodes} | {"prod//discovery"}
     finally:
         await daemon.stop()
+
+
+async def test_status_page_shows_each_node_and_the_discovery(
+    site: Simulator, tmp_path: Path
+) -> None:
+    """One row per check per node (the failing node first), the discovery's own row, and one
+    targets row per node with its QMC name and role."""
+    import re
+    import time
+
+    from exporter.state import DaemonStatus
+    from exporter.statuspage import render_status_page
+
+    daemon = _daemon(site, tmp_path)
+    await daemon.run_discovery("prod")
+    await site.stop_service("rim2", "engine")
+    await _run_all(daemon)
+    page = render_status_page(
+        daemon.config, daemon.store.snapshot(), DaemonStatus(True, 1.0, 1, 1.0, True), time.time()
+    )
+    checks = page.split('id="checks"', 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r'<tr class="(\w+)">(.*?)</tr>', checks, re.S)
+    cells = [(css, re.findall(r"<div>(.*?)</div>", row, re.S)) for css, row in rows]
+    rim2 = _host(site, "rim2")
+    assert cells[0][0] == "failed"
+    assert cells[0][1][1:3] == [rim2, cells[0][1][2]]
+    assert cells[0][1][2].startswith("engine ")
+    assert len(rows) == 11  # discovery + 10 runs
+    assert any(c[1][2].startswith("discovery ") and c[0] == "ok" for c in cells)
+    targets = page.split('id="targets"', 1)[1].split("</section>", 1)[0]
+    assert f"{rim2} <small>rim2, rim</small>" in targets
+    assert f"{_host(site, 'central')} <small>central, central</small>" in targets
