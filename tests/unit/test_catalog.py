@@ -152,7 +152,7 @@ def test_readme_metrics_table_lists_every_family_with_its_labels() -> None:
             continue
         labels = {
             word.strip("`")
-            for word in cells[2].replace("(`\"\"`)", "").replace(",", " ").split()
+            for word in cells[2].replace('(`""`)', "").replace(",", " ").split()
             if word.strip("`") and word != "same"
         }
         for name in re.findall(r"`(qlik_[a-z_]+)`", cells[0]):
