@@ -424,3 +424,33 @@ async def test_status_page_shows_each_node_and_the_discovery(
     targets = page.split('id="targets"', 1)[1].split("</section>", 1)[0]
     assert f"{rim2} <small>rim2, rim</small>" in targets
     assert f"{_host(site, 'central')} <small>central, central</small>" in targets
+
+
+async def test_probe_now_discovers_first_and_leaves_the_schedule_alone(
+    site: Simulator, tmp_path: Path
+) -> None:
+    """/probe and `probe`: a fresh discovery, then the check on every node that runs it; the
+    scheduled node list and store are untouched."""
+    from exporter.metrics import probe_registry
+
+    daemon = _daemon(site, tmp_path)
+    results = await daemon.probe("prod", "engine")
+    assert [r.check for r in results] == ["discovery", "engine", "engine", "engine"]
+    assert {r.node for r in results[1:]} == {n.host_name for n in site.nodes}
+    assert all(r.success for r in results)
+    assert daemon.nodes("prod") is None
+    assert daemon.store.snapshot() == []
+    registry = probe_registry(results)
+    assert registry.get_sample_value("qlik_discovery_nodes", {"target": "prod"}) == 3.0
+    labels = {"target": "prod", "node": _host(site, "rim2"), "check": "engine"}
+    assert registry.get_sample_value("qlik_probe_success", labels) == 1.0
+    assert registry.get_sample_value("qlik_probe_runs_total", labels) == 1.0
+    runs = [s for f in registry.collect() for s in f.samples if s.name == "qlik_probe_runs_total"]
+    assert len(runs) == 3  # one series per node: the run's start and result in the same one
+    site.node("central").faults.set("repository", "status", status=503, times=1)
+    results = await daemon.probe("prod", "repository")
+    assert [(r.check, r.success) for r in results] == [
+        ("discovery", False),
+        ("repository", True),  # before any discovery succeeded: the host alone
+    ]
+    assert results[1].node == site.host
