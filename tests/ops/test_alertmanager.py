@@ -298,6 +298,7 @@ async def test_alerts_reach_the_webhook_of_their_severity(stack: Stack, webhook:
             {"alertname": "QlikProbeFailing", **auth, "node": "n2"},
             {"alertname": "QlikNodeUnreachable", **down},
             {"alertname": "QlikProbeFailing", **down, "check": "engine"},
+            {"alertname": "QlikServiceNotRunning", **down, "service": "engine"},
             {"alertname": "QlikProbeFailing", **down, "node": "central", "check": "engine"},
             {"alertname": "QlikNodeUnreachable", **refused},
             {"alertname": "QlikAuthenticationFailure", **refused, "check": "proxy"},
@@ -330,6 +331,7 @@ async def test_alerts_reach_the_webhook_of_their_severity(stack: Stack, webhook:
     expected = [
         {"alertname": "QlikProbeFailing", **auth},
         {"alertname": "QlikProbeFailing", **down, "check": "engine"},
+        {"alertname": "QlikServiceNotRunning", **down, "service": "engine"},
         {"alertname": "QlikNodeUnreachable", **refused},
     ]
     assert sorted(map(sorted_items, inhibited)) == sorted(map(sorted_items, expected))
