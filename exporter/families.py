@@ -226,7 +226,9 @@ READY: Final = _gauge(
     "qlik_exporter_ready", "1 when the config is loaded and the scheduler is running."
 )
 SCHEDULER_JOBS: Final = _gauge("qlik_exporter_scheduler_jobs", "Probe jobs in the scheduler.")
-CHECKS: Final = _gauge("qlik_exporter_checks", "(target, check) pairs with results in the store.")
+CHECKS: Final = _gauge(
+    "qlik_exporter_checks", "(target, node, check) series with results in the store."
+)
 COLLECT_DURATION: Final = _gauge(
     "qlik_exporter_collect_duration_seconds",
     "Time this scrape spent building metric families from the result store.",
