@@ -75,6 +75,7 @@ class Daemon:
         self._backoff: dict[str, float] = {}  # target -> no run before (unix s), after a 429
         self._nodes: dict[str, tuple[NodeInfo, ...]] = {}  # target -> last discovered nodes
         self._limits: dict[str, asyncio.Semaphore] = {}  # target -> runs in flight
+        self._keys: set[Job] = set()  # the (target, node, check) series the store keeps
         self._scheduler: AsyncIOScheduler | None = None
         self._reload_ok = True
         self._last_reload_success: float | None = None
@@ -199,6 +200,8 @@ class Daemon:
         if prober is None:
             return None
         node = prober.target.host if node is None else node
+        if (target, node, check) not in self._keys:
+            return None  # the node left the site, or the check is not the target's
         until = self._backoff.get(target, 0.0)
         if time.time() < until:
             log.info(
@@ -210,8 +213,8 @@ class Daemon:
         async with self._limit(target):
             result = await run_probe(prober.for_node(node), check, resolver=self.resolver)
         self._note_backoff(result)
-        if self._probers.get(target) is prober:  # not replaced by a reload meanwhile
-            self.store.record(result)
+        if (target, node, check) in self._keys and self._probers.get(target) is prober:
+            self.store.record(result)  # not replaced by a reload nor removed meanwhile
         return result
 
     async def run_discovery(self, target: str) -> ProbeResult | None:
@@ -261,7 +264,8 @@ class Daemon:
         self._nodes[target] = nodes
         if self._scheduler is not None:
             self._swap_jobs(self._scheduler, self._probers)
-        self.store.retain(self._series_keys(self._probers))
+        self._keys = set(self._series_keys(self._probers))
+        self.store.retain(self._keys)
 
     def _limit(self, target: str) -> asyncio.Semaphore:
         limit = self._limits.get(target)
@@ -318,7 +322,8 @@ class Daemon:
         self._backoff = {k: v for k, v in self._backoff.items() if k in new}
         self._limits = {k: v for k, v in self._limits.items() if k in new}
         self._config = config
-        self.store.retain(self._series_keys(new))
+        self._keys = set(self._series_keys(new))
+        self.store.retain(self._keys)
         self._reload_ok = True
         self._last_reload_success = time.time()
         log.info(
@@ -332,7 +337,7 @@ class Daemon:
 
     def _series_keys(self, probers: dict[str, Prober]) -> list[Job]:
         """The (target, node, check) series that stay in the store."""
-        keys = [(name, node, check) for name, node, check in self._planned(probers, self._nodes)]
+        keys = self._planned(probers, self._nodes)
         return keys + [(name, "", DISCOVERY) for name, p in probers.items() if p.target.discover]
 
     @staticmethod

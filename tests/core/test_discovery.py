@@ -454,3 +454,21 @@ async def test_probe_now_discovers_first_and_leaves_the_schedule_alone(
         ("repository", True),  # before any discovery succeeded: the host alone
     ]
     assert results[1].node == site.host
+
+
+async def test_a_run_of_a_node_removed_meanwhile_leaves_no_series(
+    site: Simulator, tmp_path: Path
+) -> None:
+    """A run still in flight when discovery drops its node is not recorded: the node's series
+    do not come back after they were removed."""
+    daemon = _daemon(site, tmp_path)
+    await daemon.run_discovery("prod")
+    rim1 = _host(site, "rim1")
+    site.node("rim1").faults.set("repository", "delay", seconds=1.0)
+    run = asyncio.create_task(daemon.run_job("prod", "repository", rim1))
+    await asyncio.sleep(0.3)
+    await site.remove_node("rim1")
+    await daemon.run_discovery("prod")
+    await run
+    assert not [s for s in daemon.store.snapshot() if s.node == rim1]
+    assert await daemon.run_job("prod", "repository", rim1) is None  # no longer planned
