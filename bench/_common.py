@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -24,6 +25,39 @@ def proc_rss(pid: int | str = "self") -> int:
     """Resident set size in bytes."""
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * PAGE
+
+
+def cpu_split() -> tuple[int | None, int | None]:
+    """The CPU for the measured clients and the one for the servers (simulators), or
+    ``(None, None)`` when this process may run on only one CPU (then nothing is pinned)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        return None, None
+    return cpus[0], cpus[-1]
+
+
+def pinned(cpu: int | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins a child process to ``cpu`` (None: no pinning)."""
+    if cpu is None:
+        return None
+
+    def pin() -> None:
+        os.sched_setaffinity(0, {cpu})
+
+    return pin
+
+
+def cpu_jiffies(cpu: int | None) -> tuple[float, float]:
+    """Busy and total seconds of one CPU since boot, from /proc/stat (all CPUs when None)."""
+    name = "cpu" if cpu is None else f"cpu{cpu}"
+    with open("/proc/stat") as f:
+        for line in f:
+            fields = line.split()
+            if fields[0] == name:
+                ticks = [int(x) for x in fields[1:8]]  # user nice system idle iowait irq softirq
+                total = sum(ticks)
+                return (total - ticks[3] - ticks[4]) / CLK_TCK, total / CLK_TCK
+    return 0.0, 0.0
 
 
 def pct(values: list[float], q: float) -> float:
