@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,13 +28,21 @@ def proc_rss(pid: int | str = "self") -> int:
         return int(f.read().split()[1]) * PAGE
 
 
-def cpu_split() -> tuple[int | None, int | None]:
+def cpu_split(sample: float = 1.0) -> tuple[int | None, int | None]:
     """The CPU for the measured clients and the one for the servers (simulators), or
-    ``(None, None)`` when this process may run on only one CPU (then nothing is pinned)."""
+    ``(None, None)`` when this process may run on only one CPU (then nothing is pinned).
+
+    The clients get the CPU that was idlest over ``sample`` seconds: on a shared machine
+    another long job (a test run, a build) often keeps one CPU busy.
+    """
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cpus) < 2:
         return None, None
-    return cpus[0], cpus[-1]
+    before = {c: cpu_jiffies(c) for c in cpus}
+    time.sleep(sample)
+    busy = {c: cpu_jiffies(c)[0] - before[c][0] for c in cpus}
+    ordered = sorted(cpus, key=lambda c: busy[c])
+    return ordered[0], ordered[-1]
 
 
 def pinned(cpu: int | None) -> Callable[[], None] | None:
