@@ -69,6 +69,16 @@ def cpu_jiffies(cpu: int | None) -> tuple[float, float]:
     return 0.0, 0.0
 
 
+def cpu_pressure() -> float | None:
+    """The share of the last 60 s in which some runnable task waited for a CPU (Linux PSI)."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            some = f.readline().split()
+    except OSError:
+        return None
+    return float(some[2].split("=")[1]) / 100  # "some avg10=… avg60=… avg300=… total=…"
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-th percentile (0..100) by the nearest-rank method; NaN when empty."""
     if not values:

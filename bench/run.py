@@ -53,6 +53,7 @@ from _common import (  # noqa: E402
     XRFKEY,
     cert_target,
     cpu_jiffies,
+    cpu_pressure,
     cpu_split,
     pinned,
     proc_cpu,
@@ -76,6 +77,7 @@ TARGETS = {
     "lag_p99_5000_s": 0.100,
 }
 CLIENT_CPU, SERVER_CPU = cpu_split()
+LOOP = "auto"  # the event loop of the exporter's workers: --loop
 
 
 class Children:
@@ -313,7 +315,7 @@ def bench_probes(
     out = work / "probe_worker.out"
     target = json.dumps(cert_target(sim, "bench"))
     argv = [sys.executable, str(HERE / "probe_worker.py"), "--sim", str(sim_json)]
-    argv += ["--target", target, "--n", str(n), "--warmup", str(warmup)]
+    argv += ["--target", target, "--n", str(n), "--warmup", str(warmup), "--loop", LOOP]
     with open(out, "wb") as f, open(work / "probe_worker.log", "wb") as err:
         proc = subprocess.Popen(argv, stdout=f, stderr=err, cwd=ROOT, preexec_fn=pinned(CLIENT_CPU))
         children.procs.append(proc)
@@ -420,7 +422,7 @@ def bench_scale(
     config.write_text(json.dumps({"defaults": {"interval": f"{interval}s"}, "targets": targets}))
     out = work / f"{name}.out"
     argv = [sys.executable, str(HERE / "scale_worker.py"), "--config", str(config)]
-    argv += ["--duration", str(duration), *extra]
+    argv += ["--duration", str(duration), "--loop", LOOP, *extra]
     sim_cpu0 = [proc_cpu(p.pid) for p, _ in sims]
     t0 = time.perf_counter()
     peak_rss, cpu_seen = 0, 0.0
@@ -678,6 +680,16 @@ def load(x: list[float] | tuple[float, ...]) -> str:
     return " / ".join(f"{v:.2f}" for v in x)
 
 
+def pressure_text(p: dict[str, float | None]) -> str:
+    if p.get("before") is None:
+        return ""
+    return (
+        "Share of the last minute some task waited for a CPU (Linux PSI `cpu some avg60`): "
+        + ", ".join(f"{v:.0%} {k.replace('_', ' ')}" for k, v in p.items() if v is not None)
+        + ". "
+    )
+
+
 def report(res: dict[str, Any], args: argparse.Namespace) -> str:
     m, rounds = res["metrics"], res["rounds"]
     ratios, figures = res["ratio_rounds"], res["figures"]
@@ -690,6 +702,7 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> str:
         f"Load average (1 / 5 / 15 min): {load(res['load']['before'])} before, "
         f"{load(res['load']['after_probes'])} after the probe rounds, "
         f"{load(res['load']['after'])} at the end. "
+        + pressure_text(res["cpu_pressure"])
         + (
             f"Measured clients (exporter, raw floor, openssl, blackbox_exporter, the daemon) "
             f"pinned to CPU {pin['client_cpu']} (the idlest when the run began); simulators and "
@@ -887,10 +900,13 @@ def machine() -> str:
 
 
 def run(args: argparse.Namespace, children: Children, work: Path) -> dict[str, Any]:
+    parts = set(args.parts.split(","))
     res: dict[str, Any] = {
         "machine": machine(),
+        "loop": LOOP,
         "pinning": {"client_cpu": CLIENT_CPU, "server_cpu": SERVER_CPU},
         "load": {"before": os.getloadavg()},
+        "cpu_pressure": {"before": cpu_pressure()},
     }
     log(f"load average {load(res['load']['before'])}")
     everywhere = os.sched_getaffinity(0)
@@ -901,27 +917,35 @@ def run(args: argparse.Namespace, children: Children, work: Path) -> dict[str, A
     sims = [start_simulator(children, work / f"sim{i}") for i in range(args.sims)]
     _, sim = sims[0]
     sim_json = work / "sim0" / "sim.json"
-    log(f"probe comparison: {args.rounds} rounds of {args.n} probes each")
-    rounds = [probe_round(children, sim, sim_json, work, args, i) for i in range(args.rounds)]
-    res["rounds"] = rounds
-    res["ratio_rounds"] = {k: spread([r["ratios"][k] for r in rounds]) for k in rounds[0]["ratios"]}
-    res["ratios"] = {k: res["ratio_rounds"][k]["median"] for k in [g[0] for g in GOAL_ROWS]}
-    res["figures"] = {
-        k: spread([round_figures(r)[k] for r in rounds]) for k in round_figures(rounds[0])
-    }
-    res["load"]["after_probes"] = os.getloadavg()
-    log(f"ratios (medians): {res['ratios']}; load average {load(res['load']['after_probes'])}")
+    if "probes" in parts:
+        log(f"probe comparison: {args.rounds} rounds of {args.n} probes each")
+        rounds = [probe_round(children, sim, sim_json, work, args, i) for i in range(args.rounds)]
+        res["rounds"] = rounds
+        res["ratio_rounds"] = {
+            k: spread([r["ratios"][k] for r in rounds]) for k in rounds[0]["ratios"]
+        }
+        res["ratios"] = {k: res["ratio_rounds"][k]["median"] for k in [g[0] for g in GOAL_ROWS]}
+        res["figures"] = {
+            k: spread([round_figures(r)[k] for r in rounds]) for k in round_figures(rounds[0])
+        }
+        res["load"]["after_probes"] = os.getloadavg()
+        res["cpu_pressure"]["after_probes"] = cpu_pressure()
+        log(f"ratios (medians): {res['ratios']}; load {load(res['load']['after_probes'])}")
     os.sched_setaffinity(0, everywhere)
-    log("/metrics render")
-    res["metrics"] = bench_metrics(10_000, args.metrics_reps)
-    res["scale"] = []
-    duration = 2 * args.interval + 8
-    for count in (args.small, args.large):
-        log(f"daemon: {count} target-checks, ~{duration:.0f} s")
-        s = bench_scale(children, sims, work, count, args.interval, duration)
-        s["hard"] = round(duration * 1.5 + 10)
-        res["scale"].append(s)
+    if "metrics" in parts:
+        log("/metrics render")
+        res["metrics"] = bench_metrics(10_000, args.metrics_reps)
+    if "scale" in parts:
+        res["scale"] = []
+        duration = 2 * args.interval + 8
+        counts = [int(c) for c in args.counts.split(",")] if args.counts else []
+        for count in counts or [args.small, args.large]:
+            log(f"daemon: {count} target-checks, ~{duration:.0f} s")
+            s = bench_scale(children, sims, work, count, args.interval, duration)
+            s["hard"] = round(duration * 1.5 + 10)
+            res["scale"].append(s)
     res["load"]["after"] = os.getloadavg()
+    res["cpu_pressure"]["after"] = cpu_pressure()
     return res
 
 
@@ -943,6 +967,11 @@ def memory(args: argparse.Namespace, children: Children, work: Path) -> str:
         f"| {m['module']} | {m['size'] / 1024:.0f} KiB | {m['size_diff'] / 1024:.0f} KiB |"
         for m in sorted(s.get("by_module", []), key=lambda m: -m["size"])
     ]
+    rows += ["", "| largest allocation sites at the end | size | blocks |", "|---|---|---|"]
+    rows += [
+        f"| {t['line']} | {t['size'] / 1024:.0f} KiB | {t['count']} |"
+        for t in s.get("top_lines", [])
+    ]
     return "\n".join(rows) + "\n"
 
 
@@ -953,11 +982,25 @@ def main() -> int:
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, configs)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of the probe comparison")
     p.add_argument(
+        "--loop",
+        default="auto",
+        choices=("auto", "asyncio", "uvloop"),
+        help="the exporter's event loop, as its --runtime.loop (default auto)",
+    )
+    p.add_argument(
+        "--parts",
+        default="probes,metrics,scale",
+        help="comma-separated parts to run (default probes,metrics,scale)",
+    )
+    p.add_argument("--counts", help="target-checks of the scale runs, e.g. 1000 (partial runs)")
+    p.add_argument(
         "--memory",
         action="store_true",
         help="only trace where the memory of 1,000 target-checks goes (tracemalloc), and print it",
     )
     args = p.parse_args()
+    global LOOP
+    LOOP = args.loop
     if args.quick:
         args.n, args.warmup, args.metrics_reps, args.openssl_seconds = 150, 10, 30, 2.0
         args.small, args.large, args.interval = 200, 1000, 10
@@ -985,6 +1028,9 @@ def main() -> int:
             log(f"work folder kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+    if set(args.parts.split(",")) != {"probes", "metrics", "scale"}:
+        print(json.dumps(res, indent=1, default=str))  # a partial run leaves results.* alone
+        return 0
     text = report(res, args)
     (HERE / "results.md").write_text(text)
     (HERE / "results.json").write_text(json.dumps(res, indent=1, default=str) + "\n")

@@ -46,6 +46,15 @@ from exporter.daemon import Daemon
 from exporter.results import ProbeResult
 
 
+def run_on_loop(main: Any, loop: str) -> Any:
+    """``main`` on the loop ``loop`` names, as the daemon's ``--runtime.loop`` picks it."""
+    try:
+        from exporter import runtime
+    except ImportError:  # a checkout from before the flag: asyncio's loop
+        return asyncio.run(main)
+    return runtime.run(main, loop)
+
+
 def module_of(filename: str) -> str:
     """``exporter/runner.py`` for the exporter's files, the top-level package for others."""
     parts = Path(filename).parts
@@ -152,6 +161,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "traced_current": current,
             "traced_peak": peak,
             "by_module": by_module(end.compare_to(baseline, "filename")),
+            "top_lines": [
+                {"line": str(st.traceback[0]), "size": st.size, "count": st.count}
+                for st in end.statistics("lineno")[:15]
+            ],
         }
     await exp.stop()
     stop.set()
@@ -199,6 +212,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "rss_start": rss0,
         "rss_peak": max(s[2] for s in samples),
         "rss_end": rss_before_stop,
+        "loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
         **traced,
     }
 
@@ -208,9 +222,10 @@ def main() -> None:
     p.add_argument("--config", required=True)
     p.add_argument("--duration", type=float, required=True)
     p.add_argument("--tracemalloc", action="store_true", help="trace allocations per module")
+    p.add_argument("--loop", default="auto", help="auto, asyncio or uvloop (default auto)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    print(json.dumps(asyncio.run(main_async(args))))
+    print(json.dumps(run_on_loop(main_async(args), args.loop)))
 
 
 if __name__ == "__main__":
