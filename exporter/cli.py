@@ -255,14 +255,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         )
         return 1
     daemon.start(config)
-    log.info(
-        "listening",
-        extra={
-            "address": settings.web_listen_address,
-            "port": port,
-            "loop": runtime.loop_name(asyncio.get_running_loop()),
-        },
-    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -275,6 +267,15 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    # Only now: whoever waits for this line may signal the daemon at once.
+    log.info(
+        "listening",
+        extra={
+            "address": settings.web_listen_address,
+            "port": port,
+            "loop": runtime.loop_name(loop),
+        },
+    )
     if ready is not None:
         ready.set()
     await stop.wait()
