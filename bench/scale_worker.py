@@ -41,6 +41,7 @@ from apscheduler.events import (
     JobSubmissionEvent,
 )
 
+import exporter.web  # noqa: F401  # the daemon serves /metrics: its RSS includes aiohttp
 from exporter.config import load_config
 from exporter.daemon import Daemon
 from exporter.results import ProbeResult
