@@ -1,11 +1,15 @@
 """CPU per probe of two or more checkouts, side by side: ``python bench/compare_probes.py``.
 
     python bench/compare_probes.py before=/path/to/main after=. [--rounds 10] [--n 300]
+    python bench/compare_probes.py "asyncio=.::--loop asyncio" "uvloop=.::--loop uvloop"
 
 Runs ``bench/probe_worker.py`` (the probe comparison of ``bench/run.py``) from each checkout in
 turn against one simulator, for several rounds, reversing the order every round, so that the
-checkouts share the machine's load. The simulator is pinned to the last CPU and the workers to
-the first when there are at least two. Prints one line per worker run and a summary.
+checkouts share the machine's load. ``NAME=PATH::ARGS`` passes ARGS to that worker (the same
+checkout can so be compared with itself, e.g. one event loop against another). The workers are
+pinned to the idlest CPU and the simulator to another when there are at least two. Prints one
+line per worker run and a summary: per variant the median over rounds of CPU / raw floor and
+duration p50 / raw p50, with their spread (min–max).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -24,17 +29,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import cert_target  # noqa: E402
+from _common import cert_target, cpu_split, pinned  # noqa: E402
 
-
-def pinned(cpu: int) -> Any:
-    """A preexec_fn that pins the child to ``cpu`` where the platform allows it."""
-
-    def pin() -> None:
-        if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-            os.sched_setaffinity(0, {cpu})
-
-    return pin
+CLIENT_CPU, SERVER_CPU = cpu_split()
 
 
 def start_simulator(tree: Path, work: Path) -> tuple[subprocess.Popen[bytes], Path]:
@@ -47,7 +44,7 @@ def start_simulator(tree: Path, work: Path) -> tuple[subprocess.Popen[bytes], Pa
             env={**os.environ, "PYTHONPATH": str(tree)},
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=pinned((os.cpu_count() or 1) - 1),
+            preexec_fn=pinned(SERVER_CPU),
         )
     state = work / "sim.json"
     deadline = time.monotonic() + 60
@@ -59,16 +56,16 @@ def start_simulator(tree: Path, work: Path) -> tuple[subprocess.Popen[bytes], Pa
     return proc, state
 
 
-def run_worker(tree: Path, state: Path, target: str, n: int) -> dict[str, Any]:
+def run_worker(tree: Path, state: Path, target: str, n: int, extra: list[str]) -> dict[str, Any]:
     """One probe_worker run of ``tree``: its JSON result."""
     argv = [sys.executable, str(tree / "bench" / "probe_worker.py"), "--sim", str(state)]
     out = subprocess.run(
-        [*argv, "--target", target, "--n", str(n), "--warmup", "20"],
+        [*argv, "--target", target, "--n", str(n), "--warmup", "20", *extra],
         cwd=tree,
         env={**os.environ, "PYTHONPATH": str(tree)},
         capture_output=True,
         check=True,
-        preexec_fn=pinned(0),
+        preexec_fn=pinned(CLIENT_CPU),
     )
     result: dict[str, Any] = json.loads(out.stdout)
     return result
@@ -83,14 +80,23 @@ def line(name: str, d: dict[str, Any]) -> str:
     )
 
 
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
+
+
 def summary(name: str, runs: list[dict[str, Any]]) -> str:
     cpu = statistics.fmean(d["exporter"]["cpu"]["mean"] for d in runs)
     p50 = statistics.median(d["exporter"]["cpu"]["p50"] for d in runs)
     raw = statistics.fmean(d["raw"]["cpu"]["mean"] for d in runs)
     dur = statistics.median(d["exporter"]["duration"]["p50"] for d in runs)
+    cpu_ratio = [d["exporter"]["cpu"]["mean"] / d["raw"]["cpu"]["mean"] for d in runs]
+    dur_ratio = [d["exporter"]["duration"]["p50"] / d["raw"]["duration"]["p50"] for d in runs]
+    resolve = statistics.median(d["exporter"]["phases_p50"].get("resolve", 0.0) for d in runs)
     return (
         f"{name:8s} CPU per probe: mean {cpu * 1e3:.3f} ms, median p50 {p50 * 1e3:.3f} ms,"
-        f" / raw floor {cpu / raw:.2f}; duration p50 {dur * 1e3:.2f} ms"
+        f" raw floor {raw * 1e3:.3f} ms; duration p50 {dur * 1e3:.2f} ms,"
+        f" resolve p50 {resolve * 1e3:.2f} ms\n"
+        f"{'':8s} per round: CPU / raw {spread(cpu_ratio)}, p50 / raw p50 {spread(dur_ratio)}"
     )
 
 
@@ -100,17 +106,21 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--n", type=int, default=300, help="probes per worker run")
     args = p.parse_args()
-    trees = {k: Path(v).resolve() for k, v in (t.split("=", 1) for t in args.trees)}
+    trees: dict[str, tuple[Path, list[str]]] = {}
+    for spec in args.trees:
+        name, _, rest = spec.partition("=")
+        path, _, extra = rest.partition("::")
+        trees[name] = (Path(path).resolve(), shlex.split(extra))
     work = Path(tempfile.mkdtemp(prefix="compare-probes-"))
-    sim, state = start_simulator(next(iter(trees.values())), work)
+    sim, state = start_simulator(next(iter(trees.values()))[0], work)
     try:
         target = json.dumps(cert_target(json.loads(state.read_text()), "bench"))
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
         print(f"load average before: {os.getloadavg()}", flush=True)
         for r in range(args.rounds):
             order = list(trees.items()) if r % 2 == 0 else list(reversed(trees.items()))
-            for name, tree in order:
-                runs[name].append(run_worker(tree, state, target, args.n))
+            for name, (tree, extra) in order:
+                runs[name].append(run_worker(tree, state, target, args.n, extra))
                 print(f"round {r} {line(name, runs[name][-1])}", flush=True)
         print(f"load average after: {os.getloadavg()}")
         for name, results in runs.items():

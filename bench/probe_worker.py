@@ -5,6 +5,10 @@ Run by ``bench/run.py``; prints one JSON object. Each iteration runs one exporte
 shared ``SSLContext``, in random order, so both see the same machine state. CPU is this
 process's CPU time (``time.process_time``, every thread, so the resolver's thread pool counts)
 around each probe; the simulator runs in another process.
+
+``--loop`` picks the event loop as the daemon's ``--runtime.loop`` does (when the checkout has
+it); ``--resolver aiodns`` swaps in a c-ares resolver through the probe's injectable resolver,
+to measure that lever without changing the exporter.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import json
 import logging
 import random
+import resource
 import socket
 import ssl
 import sys
@@ -76,17 +81,49 @@ def raw_request(ctx: ssl.SSLContext, host: str, port: int) -> bytes:
     return body
 
 
+class AiodnsResolver:
+    """c-ares (aiodns) lookups, one channel for the whole run; a bench-only lever."""
+
+    def __init__(self) -> None:
+        import aiodns
+
+        self._aiodns = aiodns
+        self._resolver = aiodns.DNSResolver()
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        try:
+            res = await self._resolver.getaddrinfo(
+                host, port=port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            )
+        except self._aiodns.error.DNSError as exc:
+            raise socket.gaierror(socket.EAI_NONAME, str(exc)) from None
+        return list(dict.fromkeys(n.addr[0].decode() for n in res.nodes))
+
+
+def run_on_loop(main: Any, loop: str) -> Any:
+    """``main`` on the loop ``loop`` names; asyncio's own when the checkout predates the flag."""
+    try:
+        from exporter import runtime
+    except ImportError:
+        if loop not in ("auto", "asyncio"):
+            raise SystemExit(f"this checkout has no exporter.runtime for --loop {loop}") from None
+        return asyncio.run(main)
+    return runtime.run(main, loop)
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     sim = json.loads(Path(args.sim).read_text())  # noqa: ASYNC240 - before any probe
     config = parse_config({"targets": [json.loads(args.target)]}, base_dir=Path.cwd())
     rt = Prober.build(config.targets[0])
+    resolver = AiodnsResolver() if args.resolver == "aiodns" else None
+    loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
     ctx = raw_context(sim)
     host, port = sim["host"], sim["ports"]["repository"]
     assert XRFKEY  # the raw floor varies its key per request like the exporter does
 
     async def exporter_once() -> tuple[float, float, bool, dict[str, float]]:
         c0, t0 = time.process_time(), time.perf_counter()
-        r = await run_probe(rt, "repository")
+        r = await run_probe(rt, "repository", resolver=resolver)
         t1, c1 = time.perf_counter(), time.process_time()
         del t0, t1
         return c1 - c0, r.duration, r.success, r.phases
@@ -122,7 +159,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 cpu, dur = raw_once()
                 raw_cpu.append(cpu)
                 raw_dur.append(dur)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
+        "process_cpu": usage.ru_utime + usage.ru_stime,
+        "loop": "uvloop" if loop == "uvloop" else "asyncio",
+        "resolver": args.resolver,
         "exporter": {
             "cpu": summary(exp_cpu),
             "duration": summary(exp_dur),
@@ -140,6 +181,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--profile", help="write a cProfile of the exporter probes here")
+    p.add_argument("--loop", default="auto", help="auto, asyncio or uvloop (default auto)")
+    p.add_argument("--resolver", choices=("system", "aiodns"), default="system")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.profile:
@@ -147,11 +190,11 @@ def main() -> None:
 
         prof = cProfile.Profile()
         prof.enable()
-        out = asyncio.run(main_async(args))
+        out = run_on_loop(main_async(args), args.loop)
         prof.disable()
         prof.dump_stats(args.profile)
     else:
-        out = asyncio.run(main_async(args))
+        out = run_on_loop(main_async(args), args.loop)
     print(json.dumps(out))
 
 

@@ -5,15 +5,24 @@ product: an ``EVENT_JOB_SUBMITTED`` listener notes each job's scheduled run time
 around the exporter's job function notes when the run actually starts, and the other
 scheduler events (missed, max instances reached) are counted. A ticker task measures
 event-loop lag, and this process's CPU and RSS are sampled once a second.
+
+``--tracemalloc`` (slow; not used by ``bench/run.py``) traces allocations from before the
+imports and adds, per package or exporter module, what is allocated at the end of the run and
+what the run added after the imports (``tracemalloc`` snapshot diff), to find where RSS goes.
 """
 
 from __future__ import annotations
+
+import sys
+import tracemalloc
+
+if "--tracemalloc" in sys.argv:
+    tracemalloc.start()
 
 import argparse
 import asyncio
 import json
 import logging
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -32,12 +41,50 @@ from apscheduler.events import (
     JobSubmissionEvent,
 )
 
+import exporter.web  # noqa: F401  # the daemon serves /metrics: its RSS includes aiohttp
 from exporter.config import load_config
 from exporter.daemon import Daemon
 from exporter.results import ProbeResult
 
 
+def run_on_loop(main: Any, loop: str) -> Any:
+    """``main`` on the loop ``loop`` names, as the daemon's ``--runtime.loop`` picks it."""
+    try:
+        from exporter import runtime
+    except ImportError:  # a checkout from before the flag: asyncio's loop
+        return asyncio.run(main)
+    return runtime.run(main, loop)
+
+
+def module_of(filename: str) -> str:
+    """``exporter/runner.py`` for the exporter's files, the top-level package for others."""
+    parts = Path(filename).parts
+    if "exporter" in parts:
+        return "/".join(parts[len(parts) - parts[::-1].index("exporter") - 1 :])
+    for marker in ("site-packages", "lib-dynload"):
+        if marker in parts:
+            return parts[parts.index(marker) + 1].removesuffix(".py")
+    for i, part in enumerate(parts):
+        if part.startswith("python3"):
+            return "stdlib:" + (parts[i + 1].removesuffix(".py") if i + 1 < len(parts) else "")
+    return filename
+
+
+def by_module(stats: list[tracemalloc.StatisticDiff], top: int = 25) -> list[dict[str, Any]]:
+    """Size and size change per module, largest change first."""
+    size: Counter[str] = Counter()
+    diff: Counter[str] = Counter()
+    for st in stats:
+        name = module_of(st.traceback[0].filename)
+        size[name] += st.size
+        diff[name] += st.size_diff
+    return [
+        {"module": name, "size": size[name], "size_diff": d} for name, d in diff.most_common(top)
+    ]
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    baseline = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
     config_file = Path(args.config)
     config = load_config(config_file)
     interval = float(config.targets[0].interval)
@@ -107,6 +154,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.sleep(args.duration)
     t_stop = time.time()
     rss_before_stop = proc_rss()
+    traced: dict[str, Any] = {}
+    if baseline is not None:
+        end = tracemalloc.take_snapshot()
+        current, peak = tracemalloc.get_traced_memory()
+        traced = {
+            "traced_current": current,
+            "traced_peak": peak,
+            "by_module": by_module(end.compare_to(baseline, "filename")),
+            "top_lines": [
+                {"line": str(st.traceback[0]), "size": st.size, "count": st.count}
+                for st in end.statistics("lineno")[:15]
+            ],
+        }
     await exp.stop()
     stop.set()
     await asyncio.gather(*tasks)
@@ -153,6 +213,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "rss_start": rss0,
         "rss_peak": max(s[2] for s in samples),
         "rss_end": rss_before_stop,
+        "loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
+        **traced,
     }
 
 
@@ -160,9 +222,11 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--config", required=True)
     p.add_argument("--duration", type=float, required=True)
+    p.add_argument("--tracemalloc", action="store_true", help="trace allocations per module")
+    p.add_argument("--loop", default="auto", help="auto, asyncio or uvloop (default auto)")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    print(json.dumps(asyncio.run(main_async(args))))
+    print(json.dumps(run_on_loop(main_async(args), args.loop)))
 
 
 if __name__ == "__main__":

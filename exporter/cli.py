@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 import exporter
-from exporter import report
+from exporter import report, runtime
 from exporter.config import Config, ConfigError, load_config, parse_duration
 from exporter.daemon import Daemon
 from exporter.logs import setup_logging
@@ -33,6 +33,7 @@ FLAGS = {
     "log.level": "log_level",
     "log.format": "log_format",
     "shard": "shard",
+    "runtime.loop": "runtime_loop",
 }
 
 
@@ -54,6 +55,13 @@ def _common(parser: argparse.ArgumentParser, *, sub: bool = False) -> None:
     )
     parser.add_argument(
         "--log.format", dest="log_format", default=default, choices=["logfmt", "json"]
+    )
+    parser.add_argument(
+        "--runtime.loop",
+        dest="runtime_loop",
+        default=default,
+        choices=runtime.LOOPS,
+        help="event loop: uvloop, asyncio, or auto (uvloop when installed; the default)",
     )
 
 
@@ -163,13 +171,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line, file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
-    if args.command == "probe":
-        return asyncio.run(probe_command(settings, args.target, args.check, args.output))
-    if args.command == "demo":
-        return asyncio.run(demo_command(settings, args))
-    if getattr(args, "config_check", False):
+    if args.command is None and getattr(args, "config_check", False):
         return config_check(settings.config_file)
-    return asyncio.run(serve(settings))
+    try:
+        runtime.loop_factory(settings.runtime_loop)
+    except runtime.LoopUnavailable as exc:
+        print(f"--runtime.loop: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "probe":
+        main = probe_command(settings, args.target, args.check, args.output)
+    elif args.command == "demo":
+        main = demo_command(settings, args)
+    else:
+        main = serve(settings)
+    return runtime.run(main, settings.runtime_loop)
 
 
 def config_check(path: Path) -> int:
@@ -240,7 +255,6 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         )
         return 1
     daemon.start(config)
-    log.info("listening", extra={"address": settings.web_listen_address, "port": port})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -253,6 +267,15 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    # Only now: whoever waits for this line may signal the daemon at once.
+    log.info(
+        "listening",
+        extra={
+            "address": settings.web_listen_address,
+            "port": port,
+            "loop": runtime.loop_name(loop),
+        },
+    )
     if ready is not None:
         ready.set()
     await stop.wait()

@@ -18,7 +18,7 @@ import asyncio
 import errno
 import logging
 import time
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from aiohttp import web
 
@@ -48,7 +48,9 @@ class _Guarded(asyncio.Protocol):
         self._transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # a stream server's connections are
+        # A stream server's connections are full transports; not isinstance: uvloop's do not
+        # derive from asyncio's classes.
+        transport = cast(asyncio.Transport, transport)
         if self._limits.open >= self._limits.max_connections:
             transport.abort()
             return

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["logfmt", "json"] = "logfmt"
     shard: str | None = Field(None, description="I/N: probe only the targets of shard I of N")
+    runtime_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 
     @field_validator("shard")
     @classmethod

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from exporter import runtime
 from exporter.web import run_server
 
 CAP = 16
@@ -62,6 +63,23 @@ async def test_slow_request_heads_are_cut_off_and_connections_capped(server: int
     assert len(at_once) >= 60 - CAP
     async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{server}/") as resp:
         assert (resp.status, await resp.text()) == (200, "hello")
+
+
+def test_the_guard_holds_on_uvloop() -> None:
+    """On uvloop (the daemon's default where installed, whose transports are not asyncio's
+    classes) slow heads are cut off at the deadline, the cap holds, and requests are served."""
+
+    async def scenario() -> None:
+        assert runtime.loop_name(asyncio.get_running_loop()) == "uvloop"
+        app = web.Application()
+        app.router.add_get("/", _hello)
+        runner, port = await run_server(app, "127.0.0.1:0", max_connections=CAP, header_timeout=1.0)
+        try:
+            await test_slow_request_heads_are_cut_off_and_connections_capped(port)
+        finally:
+            await runner.cleanup()
+
+    runtime.run(scenario(), "uvloop")
 
 
 async def test_a_prompt_client_is_served_while_slow_ones_wait_their_deadline(server: int) -> None:
