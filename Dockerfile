@@ -28,7 +28,8 @@ RUN python3 -m venv /opt/venv
 # (pyproject.toml, README.md, LICENSE, exporter/).
 # pip and setuptools are removed afterwards: not needed at run time, fewer files and CVEs to scan.
 COPY . /src
-RUN /opt/venv/bin/pip install /src \
+# The speed extra: uvloop, the default event loop when installed (docs/benchmark.md).
+RUN /opt/venv/bin/pip install "/src[speed]" \
  && /opt/venv/bin/python3 -m pip uninstall --yes pip setuptools wheel
 
 # ---------------------------------------------------------------------------------------------

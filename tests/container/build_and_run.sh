@@ -401,6 +401,12 @@ check_demo() {
 	pass "from the host: $(grep -Em1 '^qlik_probe_success\{[^}]*\} 1' <<<"${metrics}")"
 	pass "$(grep -Ec '^qlik_probe_success\{[^}]*\} 1' <<<"${metrics}") of $(grep -c '^qlik_probe_success{' <<<"${metrics}") demo checks succeed so far"
 	pass "from the host: $(grep -m1 '^qlik_repository_build_info{' <<<"${metrics}")"
+	grep -q '^qlik_node_info{' <<<"${metrics}" || fail "the demo site's nodes are not on /metrics"
+	pass "the demo site: $(grep -c '^qlik_node_info{' <<<"${metrics}") nodes discovered"
+	# The image installs the speed extra: the daemon runs on uvloop.
+	podman logs "${CT_DEMO}" 2>&1 | grep -q 'msg=listening .*loop=uvloop' ||
+		fail "the demo does not run on uvloop: $(podman logs "${CT_DEMO}" 2>&1 | grep -m1 'msg=listening')"
+	pass "$(podman logs "${CT_DEMO}" 2>&1 | grep -m1 -o 'msg=listening .*')"
 
 	local uid
 	uid=$(podman exec "${CT_DEMO}" id -u)
