@@ -463,17 +463,21 @@ def synthetic_store(checks: int) -> Any:
     now = time.time()
     for i in range(checks):
         name = f"target-{i:05d}"
+        host = f"{name}.example.com"  # the node label, as on a real site
         certs = [
             CertificateInfo("client", "QlikClient", "site-CA", f"{i:x}01", now - 86400, now + 9e6),
             CertificateInfo("root", "site-CA", "site-CA", f"{i:x}02", now - 86400, now + 9e7),
-            CertificateInfo("server_repository", name, "site-CA", f"{i:x}03", now, now + 9e6),
+            CertificateInfo(
+                "server_repository", host, "site-CA", f"{i:x}03", now, now + 9e6, node=host
+            ),
         ]
         for run in range(3):
             ok = run != 1
-            store.record_start(name, "repository")
+            store.record_start(name, "repository", host)
             store.record(
                 ProbeResult(
                     target=name,
+                    node=host,
                     check="repository",
                     success=ok,
                     reason=None if ok else Reason.TIMEOUT,
@@ -506,7 +510,7 @@ def churner(store: Any, fraction: float, seed: int = 1) -> Any:
 
     def churn() -> None:
         for r in rng.sample(latest, round(len(latest) * fraction)):
-            store.record_start(r.target, r.check)
+            store.record_start(r.target, r.check, r.node)
             store.record(dataclasses.replace(r, duration=rng.random() / 10, finished=time.time()))
 
     return churn
