@@ -189,7 +189,7 @@ def _node_cell(v: TargetView, n: NodeView) -> str:
     info = next((d for d in v.discovered or () if d.host_name == n.node), None)
     if info is None:
         return _e(n.node)
-    role = "central" if info.central else "rim"
+    role = "central node" if info.central else "rim node"
     return f"{_e(n.node)} <small>{_e(info.name)}, {role}</small>"
 
 

@@ -422,8 +422,8 @@ async def test_status_page_shows_each_node_and_the_discovery(
     assert len(rows) == 11  # discovery + 10 runs
     assert any(c[1][2].startswith("discovery ") and c[0] == "ok" for c in cells)
     targets = page.split('id="targets"', 1)[1].split("</section>", 1)[0]
-    assert f"{rim2} <small>rim2, rim</small>" in targets
-    assert f"{_host(site, 'central')} <small>central, central</small>" in targets
+    assert f"{rim2} <small>rim2, rim node</small>" in targets
+    assert f"{_host(site, 'central')} <small>central, central node</small>" in targets
 
 
 async def test_probe_now_discovers_first_and_leaves_the_schedule_alone(
