@@ -157,6 +157,24 @@ CHECKS: Final = _table(
 )
 
 
+# Reading a site's node list (``discover: true``) runs like a check — same runner, timeout,
+# failure reasons — but is not one a user lists, and exports qlik_discovery_* instead of
+# qlik_probe_* (exporter.samples).
+DISCOVERY: Final = "discovery"
+_DISCOVERY = Check(
+    DISCOVERY,
+    ("certificate",),
+    port="repository",
+    scope="site",
+    summary="`GET /qrs/servernodeconfiguration/full`: the site's nodes and their services",
+)
+
+
+def check(name: str) -> Check:
+    """The catalog entry of check ``name`` (discovery included); KeyError if there is none."""
+    return _DISCOVERY if name == DISCOVERY else CHECKS[name]
+
+
 def methods_for(target_type: str) -> tuple[str, ...]:
     """The auth methods a target of ``target_type`` can use, in catalog order."""
     return tuple(m.name for m in METHODS.values() if target_type in m.target_types)
@@ -172,10 +190,10 @@ def default_checks(method: str) -> list[str]:
     return [c.name for c in CHECKS.values() if c.default and method in c.methods]
 
 
-def port_key(method: str, check: str) -> PortKey:
-    """Which port ``check`` connects to with ``method``: the front end through a proxy and on
+def port_key(method: str, check_name: str) -> PortKey:
+    """Which port ``check_name`` connects to with ``method``: the front end through a proxy and on
     Qlik Cloud, else the service's own."""
-    return "front" if METHODS[method].front_end else CHECKS[check].port
+    return "front" if METHODS[method].front_end else check(check_name).port
 
 
 def choice(names: tuple[str, ...] | list[str]) -> str:

@@ -298,7 +298,8 @@ async def probe_command(settings: Settings, target: str, check: str | None, outp
 
 
 def demo_config(sim: object, *, interval: str) -> dict[str, object]:
-    """One target per auth method against a started simulator, every check each supports."""
+    """One target per auth method against a started simulator, every check each supports; the
+    certificate target discovers the site's nodes."""
     from exporter.sim import Simulator
 
     assert isinstance(sim, Simulator)
@@ -326,7 +327,15 @@ def demo_config(sim: object, *, interval: str) -> dict[str, object]:
                 "name": "demo-certificate",
                 "type": "qseow",
                 "host": sim.host,
-                "checks": ["repository", "proxy", "engine", "engine_session"],
+                "discover": True,
+                "checks": [
+                    "repository",
+                    "proxy",
+                    "engine",
+                    "engine_session",
+                    "services",
+                    "license",
+                ],
                 "ports": ports,
                 "auth": {
                     "method": "certificate",
@@ -368,7 +377,7 @@ def demo_config(sim: object, *, interval: str) -> dict[str, object]:
             {
                 "name": "demo-cloud",
                 "type": "cloud",
-                "host": sim.host,
+                "host": sim.cloud_host,
                 "port": sim.ports.cloud,
                 "checks": ["tenant"],
                 "auth": {"method": "apikey", "api_key_file": str(api_key)},
@@ -376,7 +385,7 @@ def demo_config(sim: object, *, interval: str) -> dict[str, object]:
             {
                 "name": "demo-cloud-oauth",
                 "type": "cloud",
-                "host": sim.host,
+                "host": sim.cloud_host,
                 "port": sim.ports.cloud,
                 "checks": ["tenant"],
                 "auth": {
@@ -390,14 +399,17 @@ def demo_config(sim: object, *, interval: str) -> dict[str, object]:
 
 
 async def demo_command(settings: Settings, args: argparse.Namespace) -> int:
-    """Start the simulator with fresh certificates and the exporter pointed at it."""
+    """Start the simulator (a three-node site and a Cloud tenant) with fresh certificates and
+    the exporter pointed at it."""
     from exporter.sim import Simulator
+    from exporter.sim.site import addressed_site
 
     with contextlib.ExitStack() as stack:
         folder = args.dir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="qlik-demo-"))
         )
-        sim = Simulator(Path(folder))
+        # A three-node site named by address, so that `probe` in another shell reaches it too.
+        sim = Simulator(Path(folder), nodes=addressed_site())
         await sim.start()
         try:
             config_file = Path(folder) / "demo-config.yml"

@@ -86,8 +86,9 @@ class _TargetSettings(Model):
     ca_file: OptionalFilePath = None
     interval: Duration = 60.0
     timeout: Duration = 10.0
+    discovery_interval: Duration = 300.0
 
-    @field_validator("interval")
+    @field_validator("interval", "discovery_interval")
     @classmethod
     def _schedulable(cls, v: float) -> float:
         # Below a second a probe is a load test; beyond a week nobody is watching.
@@ -116,6 +117,7 @@ class Target(_TargetSettings):
     type: Literal["qseow", "cloud"]
     host: str
     auth: AnyAuth
+    discover: bool = False  # read the site's nodes from the repository and probe each one
 
     @field_validator("name")
     @classmethod
@@ -151,6 +153,11 @@ class Target(_TargetSettings):
                 )
         if self.timeout > self.interval:
             raise ValueError("timeout: must not be longer than interval")
+        if self.discover and method != "certificate":
+            raise ValueError(
+                f"discover: needs auth.method certificate (the repository's node list is read "
+                f"with the client certificate), not {method}"
+            )
         return self
 
     @property

@@ -21,7 +21,8 @@ _EXTRAS: dict[Extra, tuple[str, ...]] = {}
 # One rendered piece: a family and its sample lines for one series or one target.
 Piece = tuple[Family, str]
 # A target's text, by the versions of its series and by the view rendered.
-_TargetEntry = tuple[tuple[tuple[str, int], ...], TargetView, tuple[Piece, ...]]
+_TargetEntry = tuple[tuple[tuple[str, str, int], ...], TargetView, tuple[Piece, ...]]
+_SeriesKey = tuple[str, str, str]  # (target, node, check)
 
 
 def render_text(families: Families) -> bytes:
@@ -97,7 +98,7 @@ def _escape(value: str) -> str:
 
 
 class RenderCache:
-    """The rendered text of every (target, check) series and every target's values.
+    """The rendered text of every (target, node, check) series and every target's values.
 
     A scrape re-renders only the series whose store version changed since the last scrape, and
     the targets whose view (:mod:`exporter.targetview`) those changes changed; the rest is
@@ -109,7 +110,7 @@ class RenderCache:
     __slots__ = ("labels", "series", "targets")
 
     def __init__(self) -> None:
-        self.series: dict[tuple[str, str], tuple[int, tuple[Piece, ...]]] = {}
+        self.series: dict[_SeriesKey, tuple[int, tuple[Piece, ...]]] = {}
         self.targets: dict[str, _TargetEntry] = {}
         self.labels: dict[Labels, str] = {}  # formatted label sets
 
@@ -118,13 +119,13 @@ def render_snapshots(snapshots: Sequence[SeriesSnapshot], cache: RenderCache) ->
     """Every probe family of ``snapshots`` as text, in exposition order, reusing ``cache``."""
     chunks: dict[Family, list[str]] = {family: [] for family in PROBE_FAMILIES}
     old_series, old_targets = cache.series, cache.targets
-    new_series: dict[tuple[str, str], tuple[int, tuple[Piece, ...]]] = {}
+    new_series: dict[_SeriesKey, tuple[int, tuple[Piece, ...]]] = {}
     new_targets: dict[str, _TargetEntry] = {}
     labels = cache.labels
     if len(labels) > 8 * len(snapshots) + 64:  # rotated certificates' label sets: start afresh
         labels = cache.labels = {}
     for s in snapshots:
-        key = (s.target, s.check)
+        key = (s.target, s.node, s.check)
         entry = old_series.get(key)
         if entry is None or entry[0] != s.version:
             entry = (s.version, tuple(_pieces(series_samples(s), labels)))
@@ -132,7 +133,7 @@ def render_snapshots(snapshots: Sequence[SeriesSnapshot], cache: RenderCache) ->
         for family, text in entry[1]:
             chunks[family].append(text)
     for target, group in by_target(snapshots):
-        versions = tuple((s.check, s.version) for s in group)
+        versions = tuple((s.node, s.check, s.version) for s in group)
         cached = old_targets.get(target)
         if cached is None or cached[0] != versions:
             view = target_view(target, group)

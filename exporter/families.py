@@ -40,58 +40,58 @@ def _last_run(name: str, help_: str, labels: str) -> Family:
 PROBE_SUCCESS: Final = _last_run(
     "qlik_probe_success",
     "1 if the last scheduled run of the check succeeded, else 0.",
-    "target check",
+    "target node check",
 )
 PROBE_DURATION: Final = _last_run(
     "qlik_probe_duration_seconds",
     "Wall time of the last scheduled run of the check.",
-    "target check",
+    "target node check",
 )
 PROBE_PHASE_DURATION: Final = _last_run(
     "qlik_probe_phase_duration_seconds",
     "Time each phase (resolve, connect, tls, token = an OAuth token request, request = time to "
     "first byte, read) took in the last scheduled run.",
-    "target check phase",
+    "target node check phase",
 )
 PROBE_LATENCY: Final = Family(
     "qlik_probe_latency_seconds",
     "histogram",
     "Wall time of every scheduled run of the check, for SLOs.",
-    "target check",
+    "target node check",
 )
 PROBE_RUNS: Final = Family(
-    "qlik_probe_runs", "counter", "Scheduled runs of the check started.", "target check"
+    "qlik_probe_runs", "counter", "Scheduled runs of the check started.", "target node check"
 )
 PROBE_FAILURES: Final = Family(
     "qlik_probe_failures",
     "counter",
     "Failed scheduled runs of the check, by reason.",
-    "target check reason",
+    "target node check reason",
 )
 PROBE_LAST_RUN: Final = _gauge(
     "qlik_probe_last_run_timestamp_seconds",
     "When the last scheduled run of the check finished (unix seconds).",
-    "target check",
+    "target node check",
 )
 PROBE_LAST_SUCCESS: Final = _gauge(
     "qlik_probe_last_success_timestamp_seconds",
     "When a scheduled run of the check last succeeded (unix seconds).",
-    "target check",
+    "target node check",
 )
 REPOSITORY_BUILD: Final = _last_run(
     "qlik_repository_build_info",
     "Repository build version and date from /qrs/about; always 1.",
-    "target build_version build_date",
+    "target node build_version build_date",
 )
 ENGINE_BUILD: Final = _last_run(
     "qlik_engine_build_info",
     "Engine version from the healthcheck or EngineVersion; always 1.",
-    "target version",
+    "target node version",
 )
 PROXY_SESSIONS: Final = _last_run(
     "qlik_proxy_sessions",
     "Proxy sessions reported by the proxy check.",
-    "target virtual_proxy",
+    "target node virtual_proxy",
 )
 CLOUD_TENANT: Final = _last_run(
     "qlik_cloud_tenant_info",
@@ -101,22 +101,22 @@ CLOUD_TENANT: Final = _last_run(
 CERT_NOT_AFTER: Final = _last_run(
     "qlik_certificate_not_after_timestamp_seconds",
     "When the certificate expires (unix seconds); exported even when expired or untrusted.",
-    "target source subject_cn issuer_cn serial",
+    "target node source subject_cn issuer_cn serial",
 )
 CERT_NOT_BEFORE: Final = _last_run(
     "qlik_certificate_not_before_timestamp_seconds",
     "When the certificate becomes valid (unix seconds).",
-    "target source subject_cn issuer_cn serial",
+    "target node source subject_cn issuer_cn serial",
 )
 CERT_HOSTNAME_MATCH: Final = _last_run(
     "qlik_certificate_hostname_match",
     "1 if the server certificate covers the target host (also with tls_verify: false).",
-    "target check",
+    "target node check",
 )
 CREDENTIAL_EXPIRY: Final = _last_run(
     "qlik_credential_expiry_timestamp_seconds",
     "When the JWT, API key or OAuth access token expires (unix seconds).",
-    "target kind",
+    "target node kind",
 )
 LICENSE_EXPIRED: Final = _last_run(
     "qlik_license_expired",
@@ -149,38 +149,58 @@ SERVICE_STATUS_TIME: Final = _last_run(
     "When the repository recorded the service's state on the node (unix seconds).",
     "target node service",
 )
+DISCOVERY_SUCCESS: Final = _gauge(
+    "qlik_discovery_success",
+    "1 if the last discovery of the site's nodes succeeded, else 0 (the last good node list is "
+    "kept).",
+    "target",
+)
+DISCOVERY_NODES: Final = _gauge(
+    "qlik_discovery_nodes", "Nodes in the target's current node list.", "target"
+)
+DISCOVERY_LAST_SUCCESS: Final = _gauge(
+    "qlik_discovery_last_success_timestamp_seconds",
+    "When a discovery of the site's nodes last succeeded (unix seconds).",
+    "target",
+)
+NODE_INFO: Final = _gauge(
+    "qlik_node_info",
+    "One per node in the target's current node list: its QMC name, whether it is the central "
+    "node and its purpose; always 1.",
+    "target node node_name central purpose",
+)
 
 # By the EngineHealth field each one publishes.
 ENGINE_HEALTH: Final = {
     "sessions_active": _last_run(
         "qlik_engine_sessions_active",
         "Active engine sessions from the engine healthcheck.",
-        "target",
+        "target node",
     ),
     "users_active": _last_run(
         "qlik_engine_users_active",
         "Active engine users from the engine healthcheck.",
-        "target",
+        "target node",
     ),
     "apps_loaded": _last_run(
         "qlik_engine_apps_loaded",
         "Apps loaded in the engine, from the engine healthcheck.",
-        "target",
+        "target node",
     ),
     "memory_committed_bytes": _last_run(
         "qlik_engine_memory_committed_bytes",
         "Committed engine memory from the engine healthcheck.",
-        "target",
+        "target node",
     ),
     "cpu_utilization_ratio": _last_run(
         "qlik_engine_cpu_utilization_ratio",
         "Engine CPU utilization (0-1) from the engine healthcheck.",
-        "target",
+        "target node",
     ),
     "saturated": _last_run(
         "qlik_engine_saturated",
         "1 if the engine healthcheck reports the engine saturated.",
-        "target",
+        "target node",
     ),
 }
 
@@ -206,7 +226,9 @@ READY: Final = _gauge(
     "qlik_exporter_ready", "1 when the config is loaded and the scheduler is running."
 )
 SCHEDULER_JOBS: Final = _gauge("qlik_exporter_scheduler_jobs", "Probe jobs in the scheduler.")
-CHECKS: Final = _gauge("qlik_exporter_checks", "(target, check) pairs with results in the store.")
+CHECKS: Final = _gauge(
+    "qlik_exporter_checks", "(target, node, check) series with results in the store."
+)
 COLLECT_DURATION: Final = _gauge(
     "qlik_exporter_collect_duration_seconds",
     "Time this scrape spent building metric families from the result store.",
@@ -237,6 +259,10 @@ PROBE_FAMILIES: Final = (
     LICENSE_ACCESS_AVAILABLE,
     SERVICE_STATE,
     SERVICE_STATUS_TIME,
+    DISCOVERY_SUCCESS,
+    DISCOVERY_NODES,
+    DISCOVERY_LAST_SUCCESS,
+    NODE_INFO,
 )
 SELF_FAMILIES: Final = (
     EXPORTER_BUILD,

@@ -154,7 +154,7 @@ def probe_registry(results: Iterable[ProbeResult]) -> CollectorRegistry:
     """A fresh registry holding only the metrics of ``results`` (for ``/probe``)."""
     store = ResultStore()
     for result in results:
-        store.record_start(result.target, result.check)
+        store.record_start(result.target, result.check, result.node)
         store.record(result)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(QlikCollector(store))

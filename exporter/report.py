@@ -13,13 +13,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from exporter.catalog import DISCOVERY
 from exporter.reasons import HINTS
 from exporter.results import CertificateInfo, CredentialInfo, ProbeResult
 
 
 def format_report(result: ProbeResult, host: str, port: int) -> list[str]:
     """One check: its endpoint, outcome, values or error and hint, phases."""
-    lines = [f"Testing {result.check} of target {result.target}: {host} port {port}"]
+    lines = [f"Testing {result.check} of target {result.target}: {result.node or host} port {port}"]
     if result.success:
         lines.append(f"  OK in {result.duration * 1000:.0f} ms")
         lines += [f"  {k}: {plain(v)}" for k, v in result.values.details.items()]
@@ -33,7 +34,7 @@ def format_report(result: ProbeResult, host: str, port: int) -> list[str]:
         phases = ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in result.phases.items())
         lines.append(f"  phases: {phases}")
     if result.hostname_match is False:
-        lines.append(f"  WARNING: the server certificate does not cover {host}")
+        lines.append(f"  WARNING: the server certificate does not cover {result.node or host}")
     return lines
 
 
@@ -47,8 +48,9 @@ def format_target(results: Sequence[ProbeResult], host: str, ports: dict[str, in
     if certs or creds:
         lines.append("Certificates and credentials:")
     for c in certs:
+        where = f"{c.source} of {c.node}" if c.node else c.source
         lines.append(
-            f"  {c.source}: CN={plain(c.subject_cn)} issued by CN={plain(c.issuer_cn)}, "
+            f"  {where}: CN={plain(c.subject_cn)} issued by CN={plain(c.issuer_cn)}, "
             + days_left(c.not_after - now)
         )
     for cred in creds:
@@ -59,13 +61,21 @@ def format_target(results: Sequence[ProbeResult], host: str, ports: dict[str, in
 
 
 def summary(results: Sequence[ProbeResult]) -> str:
-    """``3 of 4 checks OK; engine_session: timeout``."""
+    """``3 of 4 checks OK; engine_session: timeout`` (on a site of several nodes,
+    ``engine on rim1.example.com: connect_refused``)."""
     ok = sum(r.success for r in results)
     line = f"{ok} of {len(results)} checks OK"
+    sites = len({r.node for r in results if r.node}) > 1
     failed = [
-        f"{r.check}: {r.reason.value if r.reason else 'unknown'}" for r in results if not r.success
+        f"{_run_name(r, sites)}: {r.reason.value if r.reason else 'unknown'}"
+        for r in results
+        if not r.success
     ]
     return f"{line}; {', '.join(failed)}" if failed else line
+
+
+def _run_name(r: ProbeResult, sites: bool) -> str:
+    return f"{r.check} on {r.node}" if sites and r.node else r.check
 
 
 def as_json(results: Sequence[ProbeResult], host: str, ports: dict[str, int]) -> str:
@@ -79,6 +89,7 @@ def as_json(results: Sequence[ProbeResult], host: str, ports: dict[str, int]) ->
         "checks": [
             {
                 "check": r.check,
+                "node": r.node or host,
                 "port": ports[r.check],
                 "success": r.success,
                 "reason": r.reason.value if r.reason else None,
@@ -93,6 +104,7 @@ def as_json(results: Sequence[ProbeResult], host: str, ports: dict[str, int]) ->
         ],
         "certificates": [
             {
+                "node": c.node,
                 "source": c.source,
                 "subject_cn": c.subject_cn,
                 "issuer_cn": c.issuer_cn,
@@ -110,10 +122,12 @@ def _expiring(
     results: Sequence[ProbeResult],
 ) -> tuple[list[CertificateInfo], list[CredentialInfo]]:
     """Every certificate and credential the checks saw, once each, soonest expiry first."""
-    certs: dict[tuple[str, str], CertificateInfo] = {}
+    certs: dict[tuple[str, str, str], CertificateInfo] = {}
     creds: dict[str, CredentialInfo] = {}
     for r in results:
-        certs.update(((c.source, c.serial), c) for c in r.certificates)
+        if r.check == DISCOVERY:  # the repository's own certificate, seen again
+            continue
+        certs.update(((c.node, c.source, c.serial), c) for c in r.certificates)
         creds.update((c.kind, c) for c in r.credentials)
     return (
         sorted(certs.values(), key=lambda c: c.not_after),

@@ -28,6 +28,7 @@ class CertificateInfo:
     serial: str  # lowercase hex
     not_before: float  # unix seconds
     not_after: float  # unix seconds
+    node: str = ""  # the node a server certificate came from; "" for a configured file
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,22 @@ class ServiceState:
     timestamp: float | None  # when the repository recorded the state (unix seconds)
 
 
+# ``nodePurpose`` 0, 1, 2 of a ServerNodeConfiguration, as qlik_node_info's ``purpose``.
+NODE_PURPOSES = ("production", "development", "both")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """One node of a site, from discovery (``/qrs/servernodeconfiguration/full``)."""
+
+    host_name: str  # what the exporter connects to: the ``node`` label
+    name: str  # the node's name in the QMC
+    central: bool
+    purpose: str  # production, development or both
+    proxy: bool  # proxyEnabled: runs a proxy service
+    engine: bool  # engineEnabled: runs an engine service
+
+
 @dataclass(slots=True)
 class CheckValues:
     """Values a check parsed out of a successful answer, each optional."""
@@ -107,6 +124,7 @@ class CheckValues:
     tenant: TenantInfo | None = None
     license: LicenseInfo | None = None
     services: tuple[ServiceState, ...] | None = None
+    nodes: tuple[NodeInfo, ...] | None = None  # discovery: the site's nodes
     details: dict[str, str] = field(default_factory=dict)  # human-readable extras for `probe`
 
 
@@ -129,6 +147,7 @@ class ProbeResult:
     hostname_match: bool | None = None
     retry_after: float | None = None  # seconds the server asked to wait before the next run
     log: list[str] = field(default_factory=list)  # the probe's own log lines (for debug=true)
+    node: str = ""  # the host the run connected to (a discovered node or the target's host)
 
 
 @dataclass(slots=True)
@@ -152,7 +171,7 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class ResultStore:
-    """Latest result and running counters for every (target, check), safe across threads.
+    """Latest result and running counters for every (target, node, check), safe across threads.
 
     The scrape handler reads a snapshot from a worker thread while probes write from the event
     loop, so every access goes through one lock and readers get copies.
@@ -160,19 +179,19 @@ class ResultStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._series: dict[tuple[str, str], _Series] = {}
+        self._series: dict[tuple[str, str, str], _Series] = {}
 
-    def record_start(self, target: str, check: str) -> None:
+    def record_start(self, target: str, check: str, node: str = "") -> None:
         """Count a run as started (``qlik_probe_runs_total``)."""
         with self._lock:
-            s = self._get(target, check)
+            s = self._get(target, node, check)
             s.runs += 1
             s.version = next(_VERSIONS)
 
     def record(self, result: ProbeResult) -> None:
         """Store a finished run's result and update its counters and histogram."""
         with self._lock:
-            s = self._get(result.target, result.check)
+            s = self._get(result.target, result.node, result.check)
             s.latest = result
             if result.success:
                 s.last_success = result.finished
@@ -189,8 +208,9 @@ class ResultStore:
             s.latency_count += 1
             s.version = next(_VERSIONS)
 
-    def retain(self, keys: Iterable[tuple[str, str]]) -> None:
-        """Forget every (target, check) not in ``keys``: removed targets leave ``/metrics``."""
+    def retain(self, keys: Iterable[tuple[str, str, str]]) -> None:
+        """Forget every (target, node, check) not in ``keys``: removed targets and nodes leave
+        ``/metrics``."""
         keep = set(keys)
         with self._lock:
             for key in list(self._series):
@@ -198,11 +218,12 @@ class ResultStore:
                     del self._series[key]
 
     def snapshot(self) -> list[SeriesSnapshot]:
-        """A consistent copy of everything, sorted by target and check."""
+        """A consistent copy of everything, sorted by target, node and check."""
         with self._lock:
             return [
                 SeriesSnapshot(
                     target=t,
+                    node=n,
                     check=c,
                     latest=s.latest,
                     runs=s.runs,
@@ -214,22 +235,24 @@ class ResultStore:
                     latency_count=s.latency_count,
                     version=s.version,
                 )
-                for (t, c), s in sorted(self._series.items())
+                for (t, n, c), s in sorted(self._series.items())
             ]
 
-    def _get(self, target: str, check: str) -> _Series:
-        s = self._series.get((target, check))
+    def _get(self, target: str, node: str, check: str) -> _Series:
+        s = self._series.get((target, node, check))
         if s is None:
             s = _Series(latency_buckets=[0] * len(LATENCY_BUCKETS))
-            self._series[(target, check)] = s
+            self._series[(target, node, check)] = s
         return s
 
 
 @dataclass(slots=True)  # not frozen: every scrape copies every series, a frozen __init__ is slow
 class SeriesSnapshot:
-    """A copy of one (target, check) for the collector and the status page; treat as read-only."""
+    """A copy of one (target, node, check) for the collector and the status page; treat as
+    read-only."""
 
     target: str
+    node: str
     check: str
     latest: ProbeResult | None
     runs: int

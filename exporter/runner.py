@@ -7,6 +7,7 @@ and a secret-free error line in the log, with target and check — never an exce
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 import ssl
@@ -55,6 +56,13 @@ class Prober:
         """Build the auth method for ``target`` (no I/O beyond what config validation did)."""
         return cls(target=target, auth=build_auth(target))
 
+    def for_node(self, host: str) -> Prober:
+        """This target's checks aimed at one node of its site (discovery): the same auth and
+        settings, another host."""
+        if host == self.target.host:
+            return self
+        return Prober(target=self.target.model_copy(update={"host": host}), auth=self.auth)
+
 
 @dataclass(slots=True)
 class _ServerCertificate:
@@ -67,7 +75,8 @@ class _ServerCertificate:
 
     def __call__(self, host: str, port: int, der: bytes) -> None:
         if self.info is None and (described := describe_server(der, self.source, self.host)):
-            self.info, self.hostname_match = described
+            info, self.hostname_match = described
+            self.info = dataclasses.replace(info, node=self.host)
 
 
 async def run_probe(
@@ -94,6 +103,7 @@ async def run_probe(
         started=started,
         finished=started,
         duration=0.0,
+        node=target.host,
     )
     ctx: ProbeContext | None = None
     deadline = t0 + target.timeout
@@ -228,6 +238,7 @@ def _log_result(logger: logging.Logger, result: ProbeResult) -> None:
             "probe succeeded",
             extra={
                 "target": result.target,
+                "node": result.node,
                 "check": result.check,
                 "duration": round(result.duration, 4),
             },
@@ -239,6 +250,7 @@ def _log_result(logger: logging.Logger, result: ProbeResult) -> None:
         "probe failed",
         extra={
             "target": result.target,
+            "node": result.node,
             "check": result.check,
             "reason": result.reason.value,
             "error": result.error,

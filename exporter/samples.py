@@ -17,6 +17,7 @@ from typing import Final
 
 from exporter import __version__
 from exporter import families as F
+from exporter.catalog import DISCOVERY
 from exporter.families import Family
 from exporter.reasons import Reason
 from exporter.results import (
@@ -59,8 +60,11 @@ def by_family(families: Iterable[Family], rows: Iterable[Row]) -> Families:
 
 
 def series_samples(s: SeriesSnapshot) -> list[Row]:
-    """One (target, check) series' samples: counters, histogram and its last run's values."""
-    lab: Labels = (("target", s.target), ("check", s.check))
+    """One (target, node, check) series' samples: counters, histogram and its last run's
+    values (a discovery series: the discovery families)."""
+    if s.check == DISCOVERY:
+        return _discovery_samples(s)
+    lab: Labels = (("target", s.target), ("node", s.node), ("check", s.check))
     failures = list(_NO_FAILURES)
     for reason, n in s.failures.items():
         if (i := _REASON_INDEX.get(reason)) is not None:
@@ -92,33 +96,57 @@ def series_samples(s: SeriesSnapshot) -> list[Row]:
     return out
 
 
+def _discovery_samples(s: SeriesSnapshot) -> list[Row]:
+    """A discovery series: its success, the node list it keeps (also after a failure), and
+    when it last succeeded; never qlik_probe_* (discovery is not a check)."""
+    lab: Labels = (("target", s.target),)
+    r = s.latest
+    out: list[Row] = []
+    if r is not None:
+        nodes = r.values.nodes or ()
+        out.append(_one(F.DISCOVERY_SUCCESS, lab, 1.0 if r.success else 0.0))
+        out.append(_one(F.DISCOVERY_NODES, lab, float(len(nodes))))
+        for n in nodes:
+            central = "true" if n.central else "false"
+            out.append(_info(F.NODE_INFO, s.target, n.host_name, n.name, central, n.purpose))
+    if s.last_success is not None:
+        out.append(_one(F.DISCOVERY_LAST_SUCCESS, lab, s.last_success))
+    return out
+
+
 def target_samples(view: TargetView) -> list[Row]:
-    """One target's values: build, engine, proxy, tenant, certificates and credentials."""
+    """One target's values: per node its build, engine and proxy; the tenant, certificates,
+    credentials, licence and services."""
     target = view.target
     out: list[Row] = []
-    if view.build is not None:
-        out.append(_info(F.REPOSITORY_BUILD, target, *view.build))
-    if view.engine_version is not None:
-        out.append(_info(F.ENGINE_BUILD, target, view.engine_version))
-    if (health := view.engine_health) is not None:
-        lab: Labels = (("target", target),)
-        out += [_one(f, lab, getattr(health, k)) for k, f in F.ENGINE_HEALTH.items()]
-    if (proxy := view.proxy_sessions) is not None:
-        out.append(_one(F.PROXY_SESSIONS, _labels(F.PROXY_SESSIONS, target, proxy[0]), proxy[1]))
+    for n in view.nodes:
+        if n.build is not None:
+            out.append(_info(F.REPOSITORY_BUILD, target, n.node, *n.build))
+    for n in view.nodes:
+        if n.engine_version is not None:
+            out.append(_info(F.ENGINE_BUILD, target, n.node, n.engine_version))
+    for k, f in F.ENGINE_HEALTH.items():  # by family, so a target's rows make one piece each
+        for n in view.nodes:
+            if (health := n.engine_health) is not None:
+                out.append(_one(f, (("target", target), ("node", n.node)), getattr(health, k)))
+    for n in view.nodes:
+        if (proxy := n.proxy_sessions) is not None:
+            lab = _labels(F.PROXY_SESSIONS, target, n.node, proxy[0])
+            out.append(_one(F.PROXY_SESSIONS, lab, proxy[1]))
     if (t := view.tenant) is not None:
         out.append(_info(F.CLOUD_TENANT, target, t.tenant_id, t.user_id, t.user_status))
     after: list[Row] = []
     before: list[Row] = []
     names = F.CERT_NOT_AFTER.labels
     for c in view.certificates:
-        values = (target, c.source, c.subject_cn, c.issuer_cn, c.serial)
+        values = (target, c.node, c.source, c.subject_cn, c.issuer_cn, c.serial)
         lab = tuple(zip(names, values, strict=True))
         after.append((F.CERT_NOT_AFTER, F.CERT_NOT_AFTER.sample, lab, None, (c.not_after,)))
         before.append((F.CERT_NOT_BEFORE, F.CERT_NOT_BEFORE.sample, lab, None, (c.not_before,)))
     out += after  # by family: a target's certificates then make one piece of text each
     out += before
     for cred in view.credentials:
-        lab = _labels(F.CREDENTIAL_EXPIRY, target, cred.kind)
+        lab = _labels(F.CREDENTIAL_EXPIRY, target, "", cred.kind)
         out.append(_one(F.CREDENTIAL_EXPIRY, lab, cred.expires))
     if (lic := view.license) is not None:
         out += _license_samples(target, lic)

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from exporter import __version__
+from exporter.catalog import DISCOVERY
 from exporter.config import Config
-from exporter.results import SeriesSnapshot
+from exporter.results import CertificateInfo, SeriesSnapshot
 from exporter.state import DaemonStatus
-from exporter.targetview import TargetView, target_view
+from exporter.targetview import NodeView, TargetView, target_view
 
 # The dashboard's "days left" thresholds and Grafana's colours for them.
 _RED_DAYS, _ORANGE_DAYS = 7, 30
@@ -28,6 +29,7 @@ _REFRESH_BOUNDS = (10, 300)  # seconds: not hammering the exporter, not going st
 @dataclass(frozen=True, slots=True)
 class _Check:
     target: str
+    node: str
     check: str
     snap: SeriesSnapshot | None
 
@@ -42,14 +44,14 @@ def render_status_page(
     config: Config, snapshots: Sequence[SeriesSnapshot], status: DaemonStatus, now: float
 ) -> str:
     """The HTML status page."""
-    by_key = {(s.target, s.check): s for s in snapshots}
-    checks = [
-        _Check(t.name, c, by_key.get((t.name, c))) for t in config.targets for c in t.enabled_checks
-    ]
-    order = {(c.target, c.check): i for i, c in enumerate(checks)}
-    checks.sort(key=lambda c: (not c.failing, c.target, order[(c.target, c.check)]))
+    checks = _checks(config, snapshots)
+    order = {(c.target, c.node, c.check): i for i, c in enumerate(checks)}
+    checks.sort(key=lambda c: (not c.failing, c.target, order[(c.target, c.node, c.check)]))
+    by_target: dict[str, list[SeriesSnapshot]] = {}
+    for snap in snapshots:
+        by_target.setdefault(snap.target, []).append(snap)
     views = [
-        target_view(t.name, [s for c in t.enabled_checks if (s := by_key.get((t.name, c)))])
+        target_view(t.name, by_target.get(t.name, []))
         for t in sorted(config.targets, key=lambda t: t.name)
     ]
     failing = sum(c.failing for c in checks)
@@ -71,6 +73,26 @@ def render_status_page(
         f"<title>qlik-sense-exporter: {title}</title><style>{_STYLE}</style></head>"
         f"<body>{body}</body></html>\n"
     )
+
+
+def _checks(config: Config, snapshots: Sequence[SeriesSnapshot]) -> list[_Check]:
+    """Every configured target's runs: discovery first, then each check on each node it ran
+    on, in config order; a check that has not run on any node yet shows as pending."""
+    configured = {t.name: t for t in config.targets}
+    snaps: dict[str, list[SeriesSnapshot]] = {}
+    for snap in snapshots:
+        if snap.target in configured:
+            snaps.setdefault(snap.target, []).append(snap)
+    out: list[_Check] = []
+    for t in config.targets:
+        mine = snaps.get(t.name, [])
+        out += [_Check(t.name, "", s.check, s) for s in mine if s.check == DISCOVERY]
+        for check in t.enabled_checks:
+            ran = [s for s in mine if s.check == check]
+            out += [_Check(t.name, s.node, check, s) for s in ran]
+            if not ran:
+                out.append(_Check(t.name, t.host, check, None))
+    return out
 
 
 def _header(status: DaemonStatus, failing: int, total: int, refresh: int, now: float) -> str:
@@ -132,15 +154,19 @@ def _error(c: _Check, now: float) -> str:
 
 
 def _check(c: _Check, now: float) -> str:
-    """The check's name, and a link that runs it now with the debug log."""
-    query = f"target={quote(c.target, safe='')}&check={quote(c.check, safe='')}&debug=true"
+    """The check's name, and a link that runs it now with the debug log (discovery: the
+    target's every check, discovery first)."""
+    query = f"target={quote(c.target, safe='')}"
+    if c.check != DISCOVERY:
+        query += f"&check={quote(c.check, safe='')}"
+    query += "&debug=true"
     return f'{_e(c.check)} <small><a href="/probe?{_e(query)}">probe now</a></small>'
 
 
-# Each table is a list of columns: a heading and the cell's HTML for one row. A node column
-# (once results carry the node) is one more entry here and in _TARGET_COLUMNS.
+# Each table is a list of columns: a heading and the cell's HTML for one row.
 _CHECK_COLUMNS: tuple[tuple[str, Callable[[_Check, float], str]], ...] = (
     ("target", lambda c, now: f"<b>{_e(c.target)}</b>"),
+    ("node", lambda c, now: _e(c.node)),
     ("check", _check),
     ("result", _result),
     ("failing since", _failing_since),
@@ -150,22 +176,36 @@ _CHECK_COLUMNS: tuple[tuple[str, Callable[[_Check, float], str]], ...] = (
 
 
 def _targets_table(views: list[TargetView]) -> str:
-    rows = [("", [cell(v) for _, cell in _TARGET_COLUMNS]) for v in views]
+    """One row per node a check ran on (a Cloud tenant: one row)."""
+    rows = [
+        ("", [cell(v, n) for _, cell in _TARGET_COLUMNS])
+        for v in views
+        for n in (v.nodes or (NodeView(""),))
+    ]
     return _table([name for name, _ in _TARGET_COLUMNS], rows)
 
 
-_TARGET_COLUMNS: tuple[tuple[str, Callable[[TargetView], str]], ...] = (
-    ("target", lambda v: f"<b>{_e(v.target)}</b>"),
-    ("repository build", lambda v: _e(v.build[0]) if v.build else ""),
-    ("build date", lambda v: _e(v.build[1]) if v.build else ""),
-    ("engine version", lambda v: _e(v.engine_version or "")),
-    ("tenant", lambda v: _e(v.tenant.tenant_name or v.tenant.tenant_id) if v.tenant else ""),
+def _node_cell(v: TargetView, n: NodeView) -> str:
+    info = next((d for d in v.discovered or () if d.host_name == n.node), None)
+    if info is None:
+        return _e(n.node)
+    role = "central" if info.central else "rim"
+    return f"{_e(n.node)} <small>{_e(info.name)}, {role}</small>"
+
+
+_TARGET_COLUMNS: tuple[tuple[str, Callable[[TargetView, NodeView], str]], ...] = (
+    ("target", lambda v, n: f"<b>{_e(v.target)}</b>"),
+    ("node", _node_cell),
+    ("repository build", lambda v, n: _e(n.build[0]) if n.build else ""),
+    ("build date", lambda v, n: _e(n.build[1]) if n.build else ""),
+    ("engine version", lambda v, n: _e(n.engine_version or "")),
+    ("tenant", lambda v, n: _e(v.tenant.tenant_name or v.tenant.tenant_id) if v.tenant else ""),
 )
 
 
 def _expiry_table(views: list[TargetView], now: float) -> str:
     items = [
-        (c.not_after, v.target, f"{c.source} certificate", c.subject_cn, c.issuer_cn, False)
+        (c.not_after, v.target, _cert_what(c), c.subject_cn, c.issuer_cn, False)
         for v in views
         for c in v.certificates
     ]
@@ -184,6 +224,10 @@ def _expiry_table(views: list[TargetView], now: float) -> str:
         cells += [_e(what), _e(subject), _e(issuer), _e(_utc(expires))]
         rows.append((colour, cells))
     return _table(["days left", "target", "what", "subject", "issuer", "expires"], rows)
+
+
+def _cert_what(c: CertificateInfo) -> str:
+    return f"{c.source} certificate of {c.node}" if c.node else f"{c.source} certificate"
 
 
 def _table(headings: list[str], rows: list[tuple[str, list[str]]]) -> str:

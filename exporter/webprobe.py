@@ -41,8 +41,9 @@ def probe_report(results: Iterable[ProbeResult]) -> str:
     lines: list[str] = []
     for r in results:
         outcome = "succeeded" if r.success else f"failed (reason: {r.reason or 'unknown'})"
+        node = f" on {r.node}" if r.node else ""
         lines.append(
-            f"Probe of target {r.target!r} check {r.check!r} {outcome} in {r.duration:.3f}s"
+            f"Probe of target {r.target!r} check {r.check!r}{node} {outcome} in {r.duration:.3f}s"
         )
         if r.error:
             lines.append(f"Error: {r.error}")

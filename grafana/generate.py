@@ -37,9 +37,12 @@ DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 # variables after it.
 TARGET_FILTERS = ("job", "target")
 CHECK_FILTERS = (*TARGET_FILTERS, "check")
-# The labels that name one probed target, and one check of it, in `by (...)` and `on (...)`.
+# The labels that name one probed target, one node of it (the host a run connected to: a
+# discovered node, or the target's host), and one check of it, in `by (...)` and `on (...)`.
 TARGET = "target"
+NODE = f"{TARGET}, node"
 CHECK = f"{TARGET}, check"
+NODE_CHECK = f"{NODE}, check"
 # How far back the version panels look for a target whose check is failing now, and the step
 # of that look-back: a coarse step keeps a 7-day subquery cheap, and the current series cover
 # the last step.
@@ -84,13 +87,13 @@ def per_exporter(metric: str) -> str:
 
 
 def last_known(metric: str, labels: str) -> str:
-    """An info series as reported now or, for a target with none now (its check failing, or the
-    exporter restarted), the newest one it had in ``LAST_KNOWN``; every value 1."""
-    by = f"{TARGET}, {labels}"
+    """An info series per node as reported now or, for a node with none now (its check failing,
+    or the exporter restarted), the newest one it had in ``LAST_KNOWN``; every value 1."""
+    by = f"{NODE}, {labels}"
     now = f"max by ({by}) ({per_target(metric)})"
     seen = f"last_over_time(timestamp({per_target(metric)})[{LAST_KNOWN}:{LAST_KNOWN_STEP}])"
-    newest = f"topk by ({TARGET}) (1, max by ({by}) ({seen}))"
-    return f"({now} or on ({TARGET}) ({newest} * 0 + 1))"
+    newest = f"topk by ({NODE}) (1, max by ({by}) ({seen}))"
+    return f"({now} or on ({NODE}) ({newest} * 0 + 1))"
 
 
 def query(
@@ -241,20 +244,20 @@ OK_FAIL = value_map({"1": ("OK", "green"), "0": ("FAIL", "red")})
 
 def status_row() -> Row:
     """Is every check passing, and if not, why."""
-    success = f"max by ({CHECK}) ({per_check('qlik_probe_success')})"
+    success = f"max by ({NODE_CHECK}) ({per_check('qlik_probe_success')})"
     failures = per_check("qlik_probe_failures_total")
     reason = (
-        f"topk by ({CHECK}) (1, max by ({CHECK}, reason) "
-        f"(increase({failures}[15m]) > 0) and on ({CHECK}) "
+        f"topk by ({NODE_CHECK}) (1, max by ({NODE_CHECK}, reason) "
+        f"(increase({failures}[15m]) > 0) and on ({NODE_CHECK}) "
         f"({per_check('qlik_probe_success')} == 0))"
     )
     last_success = per_check("qlik_probe_last_success_timestamp_seconds")
-    since = f"time() - max by ({CHECK}) ({last_success})"
+    since = f"time() - max by ({NODE_CHECK}) ({last_success})"
     grid = table_panel(
         "Status of every target × check",
-        "Last scheduled run of each check of each target: OK or FAIL, the failure reason (the "
-        "reason counted in the last 15 minutes while the check is failing) and the time since "
-        "the check last succeeded.",
+        "Last scheduled run of each check of each target, on each node of a discovered site: OK "
+        "or FAIL, the failure reason (the reason counted in the last 15 minutes while the check "
+        "is failing) and the time since the check last succeeded.",
         query(success, instant=True),
         query(reason, ref="B", instant=True),
         query(since, ref="C", instant=True),
@@ -283,20 +286,23 @@ def status_row() -> Row:
         organize(
             {
                 "target": "Target",
+                "node": "Node",
                 "check": "Check",
                 "Value #A": "Status",
                 "reason": "Failure reason",
                 "Value #C": "Since last success",
             },
-            order=("target", "check", "Value #A", "reason", "Value #C"),
+            order=("target", "node", "check", "Value #A", "reason", "Value #C"),
             exclude=("Time", "Value #B"),
         )
     )
+    # One row per target and check, not per node: red while it fails on any node.
+    everywhere = f"min by ({CHECK}) ({per_check('qlik_probe_success')})"
     timeline = state_panel(
         "Check status over time",
         "qlik_probe_success of every selected target and check: green while the last run "
-        "succeeded, red while it failed.",
-        query(success, "{{target}} / {{check}}"),
+        "succeeded on every node, red while it failed on any (the Nodes row shows which).",
+        query(everywhere, "{{target}} / {{check}}"),
         w=12,
         h=10,
     )
@@ -313,6 +319,152 @@ def status_row() -> Row:
         bars=True,
     )
     return Row("Status", [grid, timeline, reasons])
+
+
+NODE_STATE = value_map({"2": ("OK", "green"), "1": ("DEGRADED", "orange"), "0": ("DOWN", "red")})
+
+
+def node_state(success: str) -> str:
+    """2 while every check of a node succeeds, 1 while some fail, 0 while all fail (what
+    QlikNodeUnreachable fires on after 5 minutes)."""
+    return f"min by ({NODE}) ({success}) + max by ({NODE}) ({success})"
+
+
+def nodes_row() -> Row:
+    """Each node of each site: what discovery found, and how its checks fare."""
+    success = per_check("qlik_probe_success")
+    panels = [discovery_panel(), nodes_panel(success), node_checks_panel(success)]
+    return Row("Nodes", [*panels, node_timeline(success)])
+
+
+def discovery_panel() -> table.Panel:
+    """Whether each site's node list is current."""
+    panel = table_panel(
+        "Site discovery",
+        "Targets with discover: true: whether the last read of the node list from the "
+        "repository succeeded, how many nodes the list has (the last good list is kept while "
+        "discovery fails) and the time since it last succeeded. QlikDiscoveryFailing fires "
+        "after 12 minutes of failures.",
+        query(f"max by ({TARGET}) ({per_target('qlik_discovery_success')})", instant=True),
+        query(f"max by ({TARGET}) ({per_target('qlik_discovery_nodes')})", ref="B", instant=True),
+        query(
+            f"time() - max by ({TARGET}) "
+            f"({per_target('qlik_discovery_last_success_timestamp_seconds')} > 0)",
+            ref="C",
+            instant=True,
+        ),
+        w=8,
+        h=8,
+    ).no_value("—")
+    panel = panel.override_by_name(
+        "Discovery",
+        [
+            prop("mappings", OK_FAIL),
+            prop("custom.cellOptions", cm.TableColoredBackgroundCellOptions()),
+        ],
+    )
+    panel = panel.override_by_name("Nodes", [prop("decimals", 0)])
+    panel = panel.override_by_name("Since last success", [prop("unit", "s"), prop("decimals", 0)])
+    panel = panel.with_transformation(transformation("merge"))
+    return panel.with_transformation(
+        organize(
+            {
+                "target": "Target",
+                "Value #A": "Discovery",
+                "Value #B": "Nodes",
+                "Value #C": "Since last success",
+            },
+            order=("target", "Value #A", "Value #B", "Value #C"),
+            exclude=("Time",),
+        )
+    )
+
+
+def nodes_panel(success: str) -> table.Panel:
+    """One row per node: what the QMC says about it and how many of its checks fail."""
+    labels = ("target", "node", "node_name", "central", "purpose")
+    panel = table_panel(
+        "Nodes",
+        "Every node the selected targets probe: for a discovered site its QMC name, whether it "
+        "is the central node and its purpose (qlik_node_info); for every node the state of its "
+        "checks (OK, DEGRADED while some fail, DOWN while all fail) and how many are failing.",
+        query(f"max by ({', '.join(labels)}) ({per_target('qlik_node_info')})", instant=True),
+        query(node_state(success), ref="B", instant=True),
+        query(
+            f"count by ({NODE}) ({success}) - sum by ({NODE}) ({success})",
+            ref="C",
+            instant=True,
+        ),
+        w=16,
+        h=8,
+    ).no_value("—")
+    panel = panel.override_by_name(
+        "State",
+        [
+            prop("mappings", NODE_STATE),
+            prop("custom.cellOptions", cm.TableColoredBackgroundCellOptions()),
+        ],
+    )
+    panel = panel.override_by_name(
+        "Failing checks",
+        [prop("decimals", 0), *coloured_by_thresholds((None, "green"), (1, "red"))],
+    )
+    panel = panel.sort_by([cb.TableSortByFieldState().display_name("State").desc(False)])
+    panel = panel.with_transformation(transformation("merge"))
+    titles = ("Target", "Node", "Name", "Central", "Purpose")
+    return panel.with_transformation(
+        organize(
+            dict(zip(labels, titles, strict=True))
+            | {"Value #B": "State", "Value #C": "Failing checks"},
+            order=(*labels, "Value #B", "Value #C"),
+            exclude=("Time", "Value #A"),
+        )
+    )
+
+
+def node_checks_panel(success: str) -> table.Panel:
+    """A grid: one row per node, one column per check, OK or FAIL in each cell."""
+    expr = f'label_join(max by ({NODE_CHECK}) ({success}), "row", " / ", "target", "node")'
+    panel = table_panel(
+        "Checks by node",
+        "qlik_probe_success of each check (columns) on each node (rows) of the selected "
+        "targets; empty where the node does not run that check (a node without a proxy or "
+        "engine).",
+        query(expr, instant=True),
+        w=24,
+        h=8,
+    ).no_value("")
+    panel = panel.mappings(OK_FAIL)
+    panel = panel.thresholds(steps((None, "red"), (1, "green")))
+    panel = panel.color_scheme(db.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+    panel = panel.cell_options(cm.TableColoredBackgroundCellOptions())
+    panel = panel.override_by_name(
+        "Target / node", [prop("custom.cellOptions", cm.TableAutoCellOptions())]
+    )
+    panel = panel.with_transformation(
+        transformation(
+            "groupingToMatrix",
+            columnField="check",
+            rowField="row",
+            valueField="Value",
+            emptyValue="null",
+        )
+    )
+    return panel.with_transformation(organize({"row\\check": "Target / node"}))
+
+
+def node_timeline(success: str) -> statetimeline.Panel:
+    """Each node's state over time."""
+    panel = state_panel(
+        "Node state over time",
+        "Each node of the selected targets: green while every check succeeds, orange while some "
+        "fail, red while all fail.",
+        query(node_state(success), "{{target}} / {{node}}"),
+        w=24,
+        h=7,
+    )
+    panel = panel.mappings(NODE_STATE)
+    return panel.thresholds(steps((None, "red"), (1, "orange"), (2, "green")))
 
 
 def latency_row() -> Row:
@@ -332,8 +484,9 @@ def latency_row() -> Row:
         [
             timeseries_panel(
                 "Probe duration (last run)",
-                "Wall time of the last run of each check (qlik_probe_duration_seconds).",
-                query(per_check("qlik_probe_duration_seconds"), "{{target}} / {{check}}"),
+                "Wall time of the last run of each check on each node "
+                "(qlik_probe_duration_seconds).",
+                query(per_check("qlik_probe_duration_seconds"), "{{target}} {{node}} / {{check}}"),
                 unit="s",
                 w=12,
                 h=8,
@@ -341,7 +494,7 @@ def latency_row() -> Row:
             timeseries_panel(
                 "Probe latency quantiles",
                 "p50, p90 and p99 of every run's wall time from the qlik_probe_latency_seconds "
-                "histogram, per target and check.",
+                "histogram, per target and check, the runs on every node of a site together.",
                 *quantiles,
                 unit="s",
                 w=12,
@@ -366,16 +519,16 @@ def latency_row() -> Row:
 def slowest_checks_panel(phases: str) -> table.Panel:
     """The slowest checks' last run, one row each and one column per phase."""
     # One row per check, not one bar per check and phase: hundreds on a real site.
-    top = f"topk({SLOWEST}, sum by ({CHECK}) (max by ({CHECK}, phase) ({phases})))"
+    top = f"topk({SLOWEST}, sum by ({NODE_CHECK}) (max by ({NODE_CHECK}, phase) ({phases})))"
     expr = (
-        f"label_join(max by ({CHECK}, phase) ({phases}) and on ({CHECK}) {top}, "
-        '"run", " / ", "target", "check")'
+        f"label_join(max by ({NODE_CHECK}, phase) ({phases}) and on ({NODE_CHECK}) {top}, "
+        '"run", " / ", "target", "node", "check")'
     )
     panel = table_panel(
         "Slowest checks, last run by phase",
-        f"The {SLOWEST} selected checks whose last run took longest, with the time of each "
-        "phase: resolve, connect, tls, request (time to first byte) and read. Orange from 1 s, "
-        "red from 5 s. Select a target or check above to see only it.",
+        f"The {SLOWEST} selected checks (each on one node) whose last run took longest, with the "
+        "time of each phase: resolve, connect, tls, request (time to first byte) and read. "
+        "Orange from 1 s, red from 5 s. Select a target or check above to see only it.",
         query(expr, instant=True),
         w=12,
         h=8,
@@ -385,7 +538,7 @@ def slowest_checks_panel(phases: str) -> table.Panel:
     panel = panel.color_scheme(db.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
     panel = panel.cell_options(cm.TableColorTextCellOptions())
     panel = panel.override_by_name(
-        "Target / check", [prop("custom.cellOptions", cm.TableAutoCellOptions())]
+        "Target / node / check", [prop("custom.cellOptions", cm.TableAutoCellOptions())]
     )
     panel = panel.sort_by([cb.TableSortByFieldState().display_name("Total").desc(True)])
     # groupingToMatrix names its key column "<row field>\<column field>".
@@ -402,7 +555,7 @@ def slowest_checks_panel(phases: str) -> table.Panel:
         transformation("calculateField", mode="reduceRow", reduce={"reducer": "sum"}, alias="Total")
     )
     return panel.with_transformation(
-        organize({"run\\phase": "Target / check"}, order=("run\\phase", *PHASES, "Total"))
+        organize({"run\\phase": "Target / node / check"}, order=("run\\phase", *PHASES, "Total"))
     )
 
 
@@ -416,10 +569,10 @@ def certificates_row() -> Row:
     )
     panel = table_panel(
         "Certificates and credentials by days left",
-        "Every certificate (client, root, JWT signing, each server's) and every JWT or API key "
-        "the selected targets use (not OAuth access tokens: the exporter renews those itself), "
-        "soonest expiry first. Red under 7 days (or expired), orange "
-        "under 30 days; the alerts fire at 30 and 7 days for certificates and at 14 and 3 days "
+        "Every certificate (client, root, JWT signing, each node's server certificates) and every "
+        "JWT or API key the selected targets use (not OAuth access tokens: the exporter renews "
+        "those itself), soonest expiry first. Red under 7 days (or expired), orange under 30 days; "
+        "the alerts fire at 30 and 7 days for certificates and at 14 and 3 days "
         "for tokens.",
         query(expr, instant=True),
         w=24,
@@ -430,8 +583,8 @@ def certificates_row() -> Row:
         [prop("decimals", 1), *coloured_by_thresholds((None, "red"), (7, "orange"), (30, "green"))],
     )
     panel = panel.sort_by([cb.TableSortByFieldState().display_name("Days left").desc(False)])
-    columns = ("target", "kind", "source", "subject_cn", "issuer_cn", "serial", "Value")
-    titles = ("Target", "Kind", "Source", "Subject CN", "Issuer CN", "Serial", "Days left")
+    columns = ("target", "node", "kind", "source", "subject_cn", "issuer_cn", "serial", "Value")
+    titles = ("Target", "Node", "Kind", "Source", "Subject CN", "Issuer CN", "Serial", "Days left")
     panel = panel.with_transformation(
         organize(
             dict(zip(columns, titles, strict=True)),
@@ -445,20 +598,20 @@ def certificates_row() -> Row:
 
 
 def versions_row() -> Row:
-    """Which builds run where, kept while a target's check is failing."""
+    """Which builds run on which node, kept while a node's check is failing."""
     build = last_known("qlik_repository_build_info", "build_version, build_date")
     share = (
         f"{build} * on (build_version) group_left () (count by (build_version) "
-        f"(max by ({TARGET}, build_version) ({build})) "
-        f"/ scalar(count(max by ({TARGET}) ({build}))))"
+        f"(max by ({NODE}, build_version) ({build})) "
+        f"/ scalar(count(max by ({NODE}) ({build}))))"
     )
     reported = per_target("qlik_probe_last_success_timestamp_seconds", 'check="repository"')
     in_use = stat_panel(
         "Repository versions in use",
-        "Distinct repository build versions among the selected targets (a target whose "
-        f"repository check is failing counts with its last known build, from up to {LAST_KNOWN} "
-        "back). More than one is a mixed site (or an upgrade in progress). Select one site's "
-        "targets to compare within a site.",
+        "Distinct repository build versions among the nodes of the selected targets (a node "
+        "whose repository check is failing counts with its last known build, from up to "
+        f"{LAST_KNOWN} back). More than one is a mixed site (or an upgrade in progress). Select "
+        "one site's targets to compare within a site.",
         gauge(f"count(count by (build_version) ({build}))"),
         w=4,
         h=8,
@@ -471,20 +624,20 @@ def versions_row() -> Row:
 
 
 def repository_builds(share: str, reported: str) -> table.Panel:
-    """Build per target with the share of targets on it and when it was last reported."""
+    """Build per node with the share of nodes on it and when it was last reported."""
     panel = table_panel(
-        "Repository build per target",
-        "qlik_repository_build_info per target, the last known build while the target's "
-        f"repository check is failing (up to {LAST_KNOWN} back). Share: the part of the "
-        "selected targets on that version, 100% (green) when all agree, red on every row "
-        "while versions are mixed. Last reported: time since the repository check last "
-        "succeeded.",
+        "Repository build per node",
+        "qlik_repository_build_info per node of each target, the last known build while the "
+        f"node's repository check is failing (up to {LAST_KNOWN} back, so a node removed from "
+        "the site stays listed that long). Share: the part of the selected nodes on that "
+        "version, 100% (green) when all agree, red on every row while versions are mixed. Last "
+        "reported: time since the node's repository check last succeeded.",
         query(share, instant=True),
-        query(f"time() - max by ({TARGET}) ({reported})", ref="B", instant=True),
+        query(f"time() - max by ({NODE}) ({reported})", ref="B", instant=True),
         w=12,
         h=8,
     )
-    share_title = "Share of targets on this version"
+    share_title = "Share of nodes on this version"
     panel = panel.override_by_name(
         share_title,
         [prop("unit", "percentunit"), *coloured_by_thresholds((None, "red"), (1, "green"))],
@@ -496,29 +649,35 @@ def repository_builds(share: str, reported: str) -> table.Panel:
         organize(
             {
                 "target": "Target",
+                "node": "Node",
                 "build_version": "Build version",
                 "build_date": "Build date",
                 "Value #A": share_title,
                 "Value #B": "Last reported",
             },
-            order=("target", "build_version", "build_date", "Value #A", "Value #B"),
+            order=("target", "node", "build_version", "build_date", "Value #A", "Value #B"),
             exclude=("Time",),
         )
     )
 
 
 def engine_versions() -> table.Panel:
-    """Engine version per target, the last known one while its engine checks fail."""
+    """Engine version per node, the last known one while its engine checks fail."""
     panel = table_panel(
-        "Engine version per target",
-        "qlik_engine_build_info: the engine version from the healthcheck or EngineVersion; the "
-        f"last known one while the target's engine checks are failing (up to {LAST_KNOWN} back).",
+        "Engine version per node",
+        "qlik_engine_build_info: the engine version of each node from the healthcheck or "
+        "EngineVersion; the last known one while the node's engine checks are failing (up to "
+        f"{LAST_KNOWN} back).",
         query(last_known("qlik_engine_build_info", "version"), instant=True),
         w=8,
         h=8,
     )
     return panel.with_transformation(
-        organize({"target": "Target", "version": "Engine version"}, exclude=("Time", "Value"))
+        organize(
+            {"target": "Target", "node": "Node", "version": "Engine version"},
+            order=("target", "node", "version"),
+            exclude=("Time", "Value"),
+        )
     )
 
 
@@ -530,26 +689,26 @@ def engine_row() -> Row:
 
     sessions = engine(
         "Engine sessions and users",
-        "Active sessions and users per engine (qlik_engine_sessions_active, "
+        "Active sessions and users per engine, one per node (qlik_engine_sessions_active, "
         "qlik_engine_users_active).",
-        query(per_target("qlik_engine_sessions_active"), "{{target}} sessions"),
-        query(per_target("qlik_engine_users_active"), "{{target}} users", ref="B"),
+        query(per_target("qlik_engine_sessions_active"), "{{target}} {{node}} sessions"),
+        query(per_target("qlik_engine_users_active"), "{{target}} {{node}} users", ref="B"),
     ).decimals(0)
     apps = engine(
         "Apps loaded",
         "Apps loaded in engine memory (qlik_engine_apps_loaded).",
-        query(per_target("qlik_engine_apps_loaded"), "{{target}}"),
+        query(per_target("qlik_engine_apps_loaded"), "{{target}} {{node}}"),
     ).decimals(0)
     memory = engine(
         "Engine memory committed",
         "Committed memory of the engine process (qlik_engine_memory_committed_bytes).",
-        query(per_target("qlik_engine_memory_committed_bytes"), "{{target}}"),
+        query(per_target("qlik_engine_memory_committed_bytes"), "{{target}} {{node}}"),
     ).unit("bytes")
     cpu = (
         timeseries_panel(
             "Engine CPU",
             "Engine CPU utilisation, 0 to 1 (qlik_engine_cpu_utilization_ratio).",
-            query(per_target("qlik_engine_cpu_utilization_ratio"), "{{target}}"),
+            query(per_target("qlik_engine_cpu_utilization_ratio"), "{{target}} {{node}}"),
             unit="percentunit",
             w=12,
             h=7,
@@ -560,7 +719,7 @@ def engine_row() -> Row:
     saturated = state_panel(
         "Engine saturated",
         "qlik_engine_saturated: red while the engine reports itself saturated.",
-        query(per_target("qlik_engine_saturated"), "{{target}}"),
+        query(per_target("qlik_engine_saturated"), "{{target}} {{node}}"),
         w=12,
         h=7,
     )
@@ -573,8 +732,9 @@ def proxy_row() -> Row:
     """Sessions the proxy check counted."""
     panel = timeseries_panel(
         "Proxy sessions",
-        "Sessions counted by the proxy check, per target and virtual proxy (qlik_proxy_sessions).",
-        query(per_target("qlik_proxy_sessions"), "{{target}} {{virtual_proxy}}"),
+        "Sessions counted by the proxy check, per target, node and virtual proxy "
+        "(qlik_proxy_sessions).",
+        query(per_target("qlik_proxy_sessions"), "{{target}} {{node}} {{virtual_proxy}}"),
         unit="short",
         w=24,
         h=7,
@@ -791,6 +951,7 @@ def probe_runs() -> timeseries.Panel:
 
 ROWS: tuple[Callable[[], Row], ...] = (
     status_row,
+    nodes_row,
     latency_row,
     certificates_row,
     versions_row,

@@ -22,7 +22,7 @@ CheckFn = Callable[[ProbeContext], Awaitable[CheckValues]]
 @functools.cache
 def check_fn(name: str) -> CheckFn:
     """The ``run`` of check ``name``, from the module the catalog names."""
-    return cast(CheckFn, importlib.import_module(catalog.CHECKS[name].module).run)
+    return cast(CheckFn, importlib.import_module(catalog.check(name).module).run)
 
 
 __all__ = ["CheckFn", "ProbeContext", "check_fn"]

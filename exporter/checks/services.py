@@ -27,9 +27,9 @@ async def run(ctx: ProbeContext) -> CheckValues:
     states = [_state(ctx, entry) for entry in entries]
     running = sum(s.state == "running" for s in states)
     details = {"services running": f"{running} of {len(states)}"}
-    details |= {
-        f"{s.node} {s.service}": s.state for s in states if s.state not in ("running", "disabled")
-    }
+    for node in dict.fromkeys(s.node for s in states):
+        here = [f"{s.service} {s.state}" for s in states if s.node == node]
+        details[f"services on {node}"] = ", ".join(here)
     return CheckValues(services=tuple(states), details=details)
 
 

@@ -20,7 +20,7 @@ import socket
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -101,6 +101,18 @@ DEFAULT_SITE = (
     NodeSpec("rim1", purpose="production", scheduler=False),
     NodeSpec("rim2", purpose="development", proxy=False),
 )
+
+
+def addressed_site(first: int = FIRST_SITE_ADDRESS) -> list[NodeSpec]:
+    """The default site with each node's host name its loopback address (127.0.0.2, …): a
+    site any process on the machine can reach without a resolver (the demo, Prometheus
+    tests that run the exporter as its own process)."""
+    return [
+        replace(spec, host_name=f"127.0.0.{first + i}", address=f"127.0.0.{first + i}")
+        for i, spec in enumerate(DEFAULT_SITE)
+    ]
+
+
 """Central (every service), a consumer rim node (engine + proxy), a reload rim node (engine +
 scheduler, no proxy): three node kinds a monitor must tell apart."""
 

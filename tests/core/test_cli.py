@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -282,3 +283,41 @@ def test_report_does_not_warn_about_an_oauth_token_the_exporter_renews() -> None
     assert "WARNING" not in oauth
     assert "renewed" in oauth
     assert "WARNING: under 30 days" in apikey
+
+
+@pytest.fixture
+async def addressed(tmp_path: Path) -> Any:
+    """A three-node site whose host names are their addresses (no resolver needed)."""
+    from exporter.sim.site import addressed_site
+
+    async with Simulator(tmp_path / "site", nodes=addressed_site()) as site:
+        yield site
+
+
+async def test_probe_of_a_discovered_site_lists_each_node_services_and_licence(
+    addressed: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`probe prod` on a discover: true target: the nodes first, each check on each node that
+    runs it, the service states per node, the licence; a stopped rim engine in the summary."""
+    site = addressed
+    site.set_service_state("rim1", "engine", "no_communication")
+    await site.stop_service("rim1", "engine")
+    target = cert_target(
+        site, "prod", discover=True, checks=["repository", "engine", "services", "license"]
+    )
+    config = _config(tmp_path / "c.yml", target)
+    code = await asyncio.to_thread(main, ["probe", "prod", "--config.file", str(config)])
+    out = capsys.readouterr().out
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0] == f"Testing discovery of target prod: 127.0.0.2 port {site.ports.repository}"
+    assert (
+        "  node 127.0.0.3: rim1, rim node, purpose production; runs repository, proxy, engine"
+        in lines
+    )
+    for node in ("127.0.0.2", "127.0.0.3", "127.0.0.4"):
+        assert f"Testing repository of target prod: {node} port {site.ports.repository}" in lines
+        assert f"Testing engine of target prod: {node} port {site.ports.engine}" in lines
+    assert "engine no_communication" in out.split("services on 127.0.0.3: ")[1].splitlines()[0]
+    assert "  access professional: 60 of 100 available" in lines
+    assert lines[-1] == "8 of 9 checks OK; engine on 127.0.0.3: connect_refused"

@@ -250,6 +250,6 @@ async def test_unschedulable_reload_is_rejected_and_old_jobs_keep_running(
         assert daemon.status.ready
         assert daemon.jobs() == jobs
         assert daemon.scheduler is not None
-        assert [j.id for j in daemon.scheduler.get_jobs()] == ["a/repository"]
+        assert [j.id for j in daemon.scheduler.get_jobs()] == ["a/localhost/repository"]
     finally:
         await daemon.stop()

@@ -173,7 +173,7 @@ async def test_status_page_in_a_browser_healthy_then_with_a_failing_check(
     dom, shots = await look(tmp_path, url, "failing")
     rows = check_rows(dom)
     assert rows[0][0] == "failed", rows
-    assert rows[0][1].startswith("zulu proxy probe now server_error"), rows[0]
+    assert rows[0][1].startswith("zulu localhost proxy probe now server_error"), rows[0]
     assert "503" in rows[0][1]  # the error detail, visible without hovering
     assert [css for css, _ in rows[1:]] == ["ok", "ok"]
     assert "1 of 3 checks failing" in dom

@@ -85,7 +85,7 @@ async def soak(
     loaded = load_config(config)
     daemon.apply(loaded)
     probers = {t.name: Prober.build(t) for t in loaded.targets}
-    pairs = [(probers[name], check) for name, check in daemon.jobs()]
+    pairs = [(probers[name].for_node(node), check) for name, node, check in daemon.jobs()]
     runner, port = await run_server(create_app(daemon), "127.0.0.1:0")
     http = aiohttp.ClientSession()
     rng = random.Random(20_000)

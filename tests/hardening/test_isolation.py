@@ -75,9 +75,11 @@ async def test_healthy_runs_start_on_schedule_beside_hung_and_slow_targets(
     class TimedDaemon(Daemon):
         """Records when each scheduled run actually begins."""
 
-        async def run_job(self, target: str, check: str) -> ProbeResult | None:
-            started[f"{target}/{check}"].append(time.time())
-            return await super().run_job(target, check)
+        async def run_job(
+            self, target: str, check: str, node: str | None = None
+        ) -> ProbeResult | None:
+            started[f"{target}/{node}/{check}"].append(time.time())
+            return await super().run_job(target, check, node)
 
     daemon = TimedDaemon(config_file)
 

@@ -74,7 +74,7 @@ async def test_configured_target_is_probed(app_url: tuple[str, FixedResolver]) -
     base, _ = app_url
     status, body = await _get(f"{base}/probe?target=only&check=repository")
     assert status == 200
-    assert 'qlik_probe_success{check="repository",target="only"} 1' in body
+    assert 'qlik_probe_success{check="repository",node="localhost",target="only"} 1' in body
 
 
 @pytest.mark.parametrize(

@@ -176,7 +176,7 @@ async def test_no_secret_in_logs_results_reports_endpoints_or_cli_output(
 
     async def run_all() -> None:
         probers = {t.name: Prober.build(t) for t in config.targets}
-        runs = [(probers[name], check) for name, check in daemon.jobs()]
+        runs = [(probers[name].for_node(node), check) for name, node, check in daemon.jobs()]
         results = await asyncio.gather(*(run_probe(rt, c) for rt, c in runs))
         for (rt, _), result in zip(runs, results, strict=True):
             daemon.store.record(result)

@@ -268,6 +268,11 @@ def post_alerts(url: str, alerts: list[dict[str, str]]) -> None:
         assert response.status == 200
 
 
+def sorted_items(labels: dict[str, str]) -> list[tuple[str, str]]:
+    """A label set in a form that sorts."""
+    return sorted(labels.items())
+
+
 def alertmanager_alerts(url: str) -> list[dict[str, Any]]:
     """Every alert Alertmanager holds, with its status."""
     with urllib.request.urlopen(url + "/api/v2/alerts", timeout=5) as response:  # noqa: S310
@@ -278,19 +283,36 @@ def alertmanager_alerts(url: str) -> list[dict[str, Any]]:
 @pytest.mark.slow
 async def test_alerts_reach_the_webhook_of_their_severity(stack: Stack, webhook: Webhook) -> None:
     """QlikExporterDown fired by Prometheus reaches the warning webhook; posted critical alerts
-    reach the critical one, except the probe failure that an authentication failure inhibits;
-    an info alert reaches no webhook."""
-    auth = {"severity": "critical", "check": "repository", "target": "central"}
+    reach the critical one, except a probe failure that an authentication failure of the same
+    check and node inhibits, the checks of an unreachable node, and a node that is unreachable
+    because it refuses the credentials; an info alert reaches no webhook."""
+    auth = {"severity": "critical", "check": "repository", "target": "central", "node": "n1"}
+    down = {"severity": "critical", "target": "site", "node": "rim1"}
+    refused = {"severity": "critical", "target": "site", "node": "rim2"}
     post_alerts(
         stack.alertmanager_url,
         [
             {"alertname": "QlikAuthenticationFailure", "reason": "unauthorized", **auth},
             {"alertname": "QlikProbeFailing", **auth},
             {"alertname": "QlikProbeFailing", **auth, "target": "rim"},
+            {"alertname": "QlikProbeFailing", **auth, "node": "n2"},
+            {"alertname": "QlikNodeUnreachable", **down},
+            {"alertname": "QlikProbeFailing", **down, "check": "engine"},
+            {"alertname": "QlikServiceNotRunning", **down, "service": "engine"},
+            {"alertname": "QlikProbeFailing", **down, "node": "central", "check": "engine"},
+            {"alertname": "QlikNodeUnreachable", **refused},
+            {"alertname": "QlikAuthenticationFailure", **refused, "check": "proxy"},
             {"alertname": "QlikRepositoryVersionChanged", "severity": "info", "target": "rim"},
         ],
     )
-    critical = {("QlikAuthenticationFailure", "central"), ("QlikProbeFailing", "rim")}
+    critical = {
+        ("QlikAuthenticationFailure", "central"),
+        ("QlikProbeFailing", "rim"),
+        ("QlikProbeFailing", "central"),
+        ("QlikNodeUnreachable", "site"),
+        ("QlikProbeFailing", "site"),
+        ("QlikAuthenticationFailure", "site"),
+    }
     with contextlib.suppress(TimeoutError):  # the assertions below say what is missing
         async with asyncio.timeout(DELIVERY_SECONDS):
             await webhook.delivered(WEBHOOK_PATHS["on-call"], critical)
@@ -306,4 +328,10 @@ async def test_alerts_reach_the_webhook_of_their_severity(stack: Stack, webhook:
         for a in alertmanager_alerts(stack.alertmanager_url)
         if a["status"]["inhibitedBy"]
     ]
-    assert inhibited == [{"alertname": "QlikProbeFailing", **auth}]
+    expected = [
+        {"alertname": "QlikProbeFailing", **auth},
+        {"alertname": "QlikProbeFailing", **down, "check": "engine"},
+        {"alertname": "QlikServiceNotRunning", **down, "service": "engine"},
+        {"alertname": "QlikNodeUnreachable", **refused},
+    ]
+    assert sorted(map(sorted_items, inhibited)) == sorted(map(sorted_items, expected))

@@ -48,12 +48,16 @@ SHOWN_METRICS = [
     "qlik_exporter_config_last_reload_successful",
     "qlik_exporter_config_last_reload_success_timestamp_seconds",
     "qlik_exporter_targets",
+    "qlik_node_info",
+    "qlik_discovery_success",
+    "qlik_discovery_nodes",
+    "qlik_discovery_last_success_timestamp_seconds",
 ]
 # A metric name, and its {matchers} if it has any.
 SELECTOR = re.compile(r"\b(?P<metric>qlik_\w+|up)\b(?P<matchers>\{[^}]*\})?")
-BUILDS = "Repository build per target"
+BUILDS = "Repository build per node"
 VERSIONS_IN_USE = "Repository versions in use"
-ENGINES = "Engine version per target"
+ENGINES = "Engine version per node"
 SLOWEST = "Slowest checks, last run by phase"
 PHASES = ("resolve", "connect", "tls", "request", "read")
 JOB = 'job="qlik-sense-exporter",instance="127.0.0.1:9842"'
@@ -261,35 +265,37 @@ def build(metric: str, target: str, **labels: str) -> str:
     return f'{metric}{{{JOB},target="{target}"{extra}}}'
 
 
-def test_version_panels_keep_a_failing_targets_last_known_build(
+def test_version_panels_keep_a_failing_nodes_last_known_build(
     prometheus_tools: PrometheusTools, tmp_path: Path
 ) -> None:
-    """A target whose repository check stopped reporting a build still counts with its newest
-    last build (not an older one), next to the targets reporting now."""
+    """A node whose repository check stopped reporting a build still counts with its newest
+    last build (not an older one), next to the nodes reporting now; two nodes of one target on
+    different builds are two rows."""
     repo, engine = "qlik_repository_build_info", "qlik_engine_build_info"
     series = {
-        # "old" failed 30 minutes ago; "upgraded" moved to 2.0 at 21 m and failed at 50 m.
-        build(repo, "old", build_version="1.0", build_date="d1"): "1x30",
-        build(repo, "upgraded", build_version="1.0", build_date="d1"): "1x20",
-        build(repo, "upgraded", build_version="2.0", build_date="d2"): "_x21 1x28",
-        build(repo, "up-a", build_version="2.0", build_date="d2"): "1x60",
-        build(repo, "up-b", build_version="2.0", build_date="d2"): "1x60",
-        build(engine, "old", version="12.1"): "1x30",
-        build(engine, "up-a", version="12.2"): "1x60",
+        # site "prod": its rim node "old" failed 30 minutes ago; its node "upgraded" moved to 2.0
+        # at 21 m and failed at 50 m; "up-a" reports 2.0. Target "up-b" is a host of its own.
+        build(repo, "prod", node="old", build_version="1.0", build_date="d1"): "1x30",
+        build(repo, "prod", node="upgraded", build_version="1.0", build_date="d1"): "1x20",
+        build(repo, "prod", node="upgraded", build_version="2.0", build_date="d2"): "_x21 1x28",
+        build(repo, "prod", node="up-a", build_version="2.0", build_date="d2"): "1x60",
+        build(repo, "up-b", node="up-b", build_version="2.0", build_date="d2"): "1x60",
+        build(engine, "prod", node="old", version="12.1"): "1x30",
+        build(engine, "prod", node="up-a", version="12.2"): "1x60",
     }
     v1 = {"build_version": "1.0", "build_date": "d1"}
     v2 = {"build_version": "2.0", "build_date": "d2"}
     expected = {
         query_of(BUILDS): [
-            ({"target": "old", **v1}, 0.25),
-            ({"target": "upgraded", **v2}, 0.75),
-            ({"target": "up-a", **v2}, 0.75),
-            ({"target": "up-b", **v2}, 0.75),
+            ({"target": "prod", "node": "old", **v1}, 0.25),
+            ({"target": "prod", "node": "upgraded", **v2}, 0.75),
+            ({"target": "prod", "node": "up-a", **v2}, 0.75),
+            ({"target": "up-b", "node": "up-b", **v2}, 0.75),
         ],
         query_of(VERSIONS_IN_USE): [({}, 2)],
         query_of(ENGINES): [
-            ({"target": "old", "version": "12.1"}, 1),
-            ({"target": "up-a", "version": "12.2"}, 1),
+            ({"target": "prod", "node": "old", "version": "12.1"}, 1),
+            ({"target": "prod", "node": "up-a", "version": "12.2"}, 1),
         ],
     }
     promql_test(prometheus_tools, tmp_path, series, 60, expected)
@@ -298,29 +304,93 @@ def test_version_panels_keep_a_failing_targets_last_known_build(
 def test_slowest_checks_panel_shows_only_the_ten_slowest_checks_by_phase(
     prometheus_tools: PrometheusTools, tmp_path: Path
 ) -> None:
-    """Of 30 target × check pairs, the phase table gets the 10 with the longest last run, each
-    with its five phases and a `run` label naming it."""
+    """Of 30 target × node × check runs, the phase table gets the 10 with the longest last run,
+    each with its five phases and a `run` label naming it."""
     durations = {}
-    for t in range(6):
-        for c in range(5):
-            for p, phase in enumerate(PHASES):
-                # Totals all distinct (7 is prime to 30); multiples of 1/8 so sums are exact.
-                durations[f"t{t}", f"c{c}", phase] = ((t * 5 + c) * 7 % 30 + p) / 8
+    for t in range(3):
+        for n in range(2):
+            for c in range(5):
+                for p, phase in enumerate(PHASES):
+                    # Totals all distinct (7 is prime to 30); multiples of 1/8 so sums are exact.
+                    total = ((t * 10 + n * 5 + c) * 7 % 30 + p) / 8
+                    durations[f"t{t}", f"n{t}{n}", f"c{c}", phase] = total
     series = {
-        f'qlik_probe_phase_duration_seconds{{{JOB},target="{t}",check="{c}",phase="{ph}"}}': (
-            f"{v}x10"
-        )
-        for (t, c, ph), v in durations.items()
+        f"qlik_probe_phase_duration_seconds{{{JOB},"
+        f'target="{t}",node="{n}",check="{c}",phase="{ph}"}}': f"{v}x10"
+        for (t, n, c, ph), v in durations.items()
     }
-    pairs = {(t, c) for t, c, _ in durations}
-    totals = {(t, c): sum(durations[t, c, ph] for ph in PHASES) for t, c in pairs}
-    slowest = sorted(pairs, key=totals.__getitem__, reverse=True)[:10]
+    runs = {(t, n, c) for t, n, c, _ in durations}
+    totals = {run: sum(durations[*run, ph] for ph in PHASES) for run in runs}
+    slowest = sorted(runs, key=totals.__getitem__, reverse=True)[:10]
     expected = [
-        ({"target": t, "check": c, "phase": ph, "run": f"{t} / {c}"}, durations[t, c, ph])
-        for t, c in slowest
+        (
+            {"target": t, "node": n, "check": c, "phase": ph, "run": f"{t} / {n} / {c}"},
+            durations[t, n, c, ph],
+        )
+        for t, n, c in slowest
         for ph in PHASES
     ]
     promql_test(prometheus_tools, tmp_path, series, 5, {query_of(SLOWEST): expected})
+
+
+def test_node_panels_show_each_nodes_state_and_the_discovery(
+    prometheus_tools: PrometheusTools, tmp_path: Path
+) -> None:
+    """The Nodes row: a node is OK while every check succeeds, DEGRADED while some fail, DOWN
+    while all fail, with its failing checks counted and its QMC details; one grid cell per node
+    and check; the discovery's status, node count and age; and the status timeline red for a
+    check that fails on any node."""
+    checks = {
+        "central": {"repository": 1, "engine": 1},
+        "rim1": {"repository": 0, "engine": 0},
+        "rim2": {"repository": 1, "engine": 0},
+    }
+    series = {
+        build("qlik_probe_success", "prod", node=node, check=check): f"{ok}x10"
+        for node, results in checks.items()
+        for check, ok in results.items()
+    }
+    info = {
+        "central": {"node_name": "Central", "central": "true", "purpose": "both"},
+        "rim1": {"node_name": "Rim 1", "central": "false", "purpose": "production"},
+        "rim2": {"node_name": "Rim 2", "central": "false", "purpose": "production"},
+    }
+    series |= {build("qlik_node_info", "prod", node=n, **x): "1x10" for n, x in info.items()}
+    series[build("qlik_discovery_success", "prod")] = "1 1 0x8"
+    series[build("qlik_discovery_nodes", "prod")] = "3x10"
+    series[build("qlik_discovery_last_success_timestamp_seconds", "prod")] = "0 60 60x8"
+    nodes = {"central": 2, "rim1": 0, "rim2": 1}
+    expected = {
+        query_of("Nodes"): [({"target": "prod", "node": n, **x}, 1) for n, x in info.items()],
+        query_of("Nodes", "B"): [({"target": "prod", "node": n}, v) for n, v in nodes.items()],
+        query_of("Nodes", "C"): [
+            ({"target": "prod", "node": n}, 2 - sum(r.values())) for n, r in checks.items()
+        ],
+        query_of("Node state over time"): [
+            ({"target": "prod", "node": n}, v) for n, v in nodes.items()
+        ],
+        query_of("Checks by node"): [
+            ({"target": "prod", "node": n, "check": c, "row": f"prod / {n}"}, ok)
+            for n, results in checks.items()
+            for c, ok in results.items()
+        ],
+        query_of("Site discovery"): [({"target": "prod"}, 0)],
+        query_of("Site discovery", "B"): [({"target": "prod"}, 3)],
+        query_of("Site discovery", "C"): [({"target": "prod"}, 600 - 60)],
+        query_of("Check status over time"): [
+            ({"target": "prod", "check": "repository"}, 0),
+            ({"target": "prod", "check": "engine"}, 0),
+        ],
+    }
+    promql_test(prometheus_tools, tmp_path, series, 10, expected)
+
+
+def test_discovery_age_is_empty_before_the_first_success(
+    prometheus_tools: PrometheusTools, tmp_path: Path
+) -> None:
+    """A target whose discovery never succeeded shows no age, not 56 years."""
+    series = {build("qlik_discovery_last_success_timestamp_seconds", "prod"): "0x10"}
+    promql_test(prometheus_tools, tmp_path, series, 10, {query_of("Site discovery", "C"): []})
 
 
 # --- Provisioning -----------------------------------------------------------------------------

@@ -288,7 +288,7 @@ def demo(venv: Venv, tmp_path: Path) -> Iterator[Demo]:
 
 def succeeding_targets(metrics: str) -> set[str]:
     """Targets with at least one ``qlik_probe_success ... 1.0`` series."""
-    pattern = r'^qlik_probe_success\{target="([^"]+)",check="[^"]+"\} 1\.0$'
+    pattern = r'^qlik_probe_success\{target="([^"]+)",node="[^"]*",check="[^"]+"\} 1\.0$'
     return set(re.findall(pattern, metrics, re.MULTILINE))
 
 

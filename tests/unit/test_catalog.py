@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,29 @@ def test_port_for_follows_the_catalog(method: str, check: str, port: int) -> Non
     }
     loaded = parse_config({"targets": [target]}, base_dir=Path(".")).targets[0]
     assert loaded.port_for(check) == port
+
+
+def test_readme_metrics_table_lists_every_family_with_its_labels() -> None:
+    """The README's metric table names every family the exporter exposes with exactly the
+    labels it carries (dashboards and rules are written from that table)."""
+    from exporter.families import PROBE_FAMILIES, SELF_FAMILIES
+
+    text = Path("README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, set[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`qlik_"):
+            continue
+        labels = {
+            word.strip("`")
+            for word in cells[2].replace('(`""`)', "").replace(",", " ").split()
+            if word.strip("`") and word != "same"
+        }
+        for name in re.findall(r"`(qlik_[a-z_]+)`", cells[0]):
+            rows[name] = labels
+    for family in (*PROBE_FAMILIES, *SELF_FAMILIES):
+        name = family.sample if family.type == "counter" else family.name
+        assert name in rows, f"{name} is not in the README's metric table"
+        if rows[name]:  # "same" rows repeat the row above
+            assert rows[name] == set(family.labels), name

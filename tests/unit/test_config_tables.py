@@ -324,10 +324,11 @@ def test_proxy_sessions_carry_the_virtual_proxy_label(tmp_path: Path) -> None:
     in both the collector's families and the cached text of ``/metrics``."""
     store = ResultStore()
     for target, vp, count in (("central", "jwt", 2), ("rim", "", 5)):
-        store.record_start(target, "proxy")
+        store.record_start(target, "proxy", "n1")
         store.record(
             ProbeResult(
                 target=target,
+                node="n1",
                 check="proxy",
                 success=True,
                 reason=None,
@@ -340,15 +341,15 @@ def test_proxy_sessions_carry_the_virtual_proxy_label(tmp_path: Path) -> None:
         )
     collector = QlikCollector(store)
     text = collector.render_text().decode()
-    assert 'qlik_proxy_sessions{target="central",virtual_proxy="jwt"} 2' in text
-    assert 'qlik_proxy_sessions{target="rim",virtual_proxy=""} 5' in text
+    assert 'qlik_proxy_sessions{target="central",node="n1",virtual_proxy="jwt"} 2' in text
+    assert 'qlik_proxy_sessions{target="rim",node="n1",virtual_proxy=""} 5' in text
     [family] = [f for f in text_string_to_metric_families(text) if f.name == "qlik_proxy_sessions"]
     assert [(s.labels, s.value) for s in family.samples] == [
-        ({"target": "central", "virtual_proxy": "jwt"}, 2.0),
-        ({"target": "rim", "virtual_proxy": ""}, 5.0),
+        ({"target": "central", "node": "n1", "virtual_proxy": "jwt"}, 2.0),
+        ({"target": "rim", "node": "n1", "virtual_proxy": ""}, 5.0),
     ]
     [collected] = [f for f in collector.collect() if f.name == "qlik_proxy_sessions"]
     assert [(s.labels, s.value) for s in collected.samples] == [
-        ({"target": "central", "virtual_proxy": "jwt"}, 2.0),
-        ({"target": "rim", "virtual_proxy": ""}, 5.0),
+        ({"target": "central", "node": "n1", "virtual_proxy": "jwt"}, 2.0),
+        ({"target": "rim", "node": "n1", "virtual_proxy": ""}, 5.0),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import random
 import re
@@ -25,7 +26,8 @@ from exporter.results import (
 )
 from exporter.state import DaemonStatus
 
-TC = {"target": "central", "check": "repository"}
+NODE = "sense.example.com"  # the host every run below connected to
+TC = {"target": "central", "node": NODE, "check": "repository"}
 
 
 def result(target: str = "central", check: str = "repository", **kw: Any) -> ProbeResult:
@@ -38,13 +40,14 @@ def result(target: str = "central", check: str = "repository", **kw: Any) -> Pro
         "duration": 0.5,
     }
     fields.update(kw)
+    fields.setdefault("node", NODE)
     return ProbeResult(target=target, check=check, **fields)
 
 
 def registry_of(*results: ProbeResult, status: DaemonStatus | None = None) -> CollectorRegistry:
     store = ResultStore()
     for r in results:
-        store.record_start(r.target, r.check)
+        store.record_start(r.target, r.check, r.node)
         store.record(r)
     registry = CollectorRegistry()
     registry.register(QlikCollector(store, status=None if status is None else lambda: status))
@@ -108,8 +111,9 @@ def test_removed_target_disappears_from_the_next_collection() -> None:
         store.record(r)
     registry = CollectorRegistry()
     registry.register(QlikCollector(store))
-    store.retain([("a", "repository")])
-    assert registry.get_sample_value("qlik_probe_success", {"target": "a", "check": "repository"})
+    store.retain([("a", NODE, "repository")])
+    labels = {"target": "a", "node": NODE, "check": "repository"}
+    assert registry.get_sample_value("qlik_probe_success", labels)
     assert b'target="b"' not in generate_latest(registry)
 
 
@@ -118,9 +122,9 @@ def test_repository_build_info_comes_from_the_newest_result_that_has_it() -> Non
     old = result(check="repository", finished=1.0, values=CheckValues(repository_build=("1", "d1")))
     new = result(check="proxy", finished=2.0, values=CheckValues(repository_build=("2", "d2")))
     reg = registry_of(old, new)
-    labels = {"target": "central", "build_version": "2", "build_date": "d2"}
+    labels = {"target": "central", "node": NODE, "build_version": "2", "build_date": "d2"}
     assert reg.get_sample_value("qlik_repository_build_info", labels) == 1.0
-    stale = {"target": "central", "build_version": "1", "build_date": "d1"}
+    stale = {"target": "central", "node": NODE, "build_version": "1", "build_date": "d1"}
     assert reg.get_sample_value("qlik_repository_build_info", stale) is None
 
 
@@ -130,14 +134,14 @@ def test_engine_health_and_version_are_exported_per_target() -> None:
     reg = registry_of(
         result(check="engine", values=CheckValues(engine_health=health, engine_version="12.1"))
     )
-    target = {"target": "central"}
+    target = {"target": "central", "node": NODE}
     assert reg.get_sample_value("qlik_engine_sessions_active", target) == 3.0
     assert reg.get_sample_value("qlik_engine_users_active", target) == 2.0
     assert reg.get_sample_value("qlik_engine_apps_loaded", target) == 5.0
     assert reg.get_sample_value("qlik_engine_memory_committed_bytes", target) == 1e9
     assert reg.get_sample_value("qlik_engine_cpu_utilization_ratio", target) == 0.25
     assert reg.get_sample_value("qlik_engine_saturated", target) == 0.0
-    info = {"target": "central", "version": "12.1"}
+    info = {"target": "central", "node": NODE, "version": "12.1"}
     assert reg.get_sample_value("qlik_engine_build_info", info) == 1.0
 
 
@@ -148,7 +152,7 @@ def test_proxy_sessions_and_tenant_info_are_exported() -> None:
         result(check="proxy", values=CheckValues(proxy_sessions=("jwt", 4))),
         result("cloud", "tenant", values=CheckValues(tenant=tenant)),
     )
-    proxy = {"target": "central", "virtual_proxy": "jwt"}
+    proxy = {"target": "central", "node": NODE, "virtual_proxy": "jwt"}
     assert reg.get_sample_value("qlik_proxy_sessions", proxy) == 4.0
     info = {"target": "cloud", "tenant_id": "t-1", "user_id": "u-1", "user_status": "active"}
     assert reg.get_sample_value("qlik_cloud_tenant_info", info) == 1.0
@@ -167,6 +171,7 @@ def test_certificates_are_deduplicated_by_source_and_serial_across_checks() -> N
     assert len(lines) == 3
     labels = {
         "target": "central",
+        "node": "",
         "source": "client",
         "subject_cn": "host",
         "issuer_cn": "Sense-CA",
@@ -192,9 +197,9 @@ def test_hostname_match_and_credential_expiry_are_exported() -> None:
         result(check="proxy"),
     )
     assert reg.get_sample_value("qlik_certificate_hostname_match", TC) == 0.0
-    proxy = {"target": "central", "check": "proxy"}
+    proxy = {"target": "central", "node": NODE, "check": "proxy"}
     assert reg.get_sample_value("qlik_certificate_hostname_match", proxy) is None
-    kind = {"target": "central", "kind": "jwt"}
+    kind = {"target": "central", "node": "", "kind": "jwt"}
     assert reg.get_sample_value("qlik_credential_expiry_timestamp_seconds", kind) == 1.9e9
 
 
@@ -218,7 +223,7 @@ def test_self_metrics_come_from_the_exporter_status() -> None:
 def test_probe_registry_holds_only_the_given_results_and_no_self_metrics() -> None:
     """/probe's registry has the probed target's series and nothing about the exporter."""
     reg = probe_registry([result("central", "engine", success=False, reason=Reason.DNS)])
-    engine = {"target": "central", "check": "engine"}
+    engine = {"target": "central", "node": NODE, "check": "engine"}
     assert reg.get_sample_value("qlik_probe_success", engine) == 0.0
     assert reg.get_sample_value("qlik_probe_failures_total", {**engine, "reason": "dns"}) == 1.0
     assert b"qlik_exporter_" not in generate_latest(reg)
@@ -251,7 +256,9 @@ def test_every_family_has_help_that_says_where_values_come_from() -> None:
     assert "# TYPE qlik_probe_latency_seconds histogram" in text
 
 
-def _random_result(rng: random.Random, target: str, check: str, now: float) -> ProbeResult:
+def _random_result(
+    rng: random.Random, target: str, node: str, check: str, now: float
+) -> ProbeResult:
     ok = rng.random() < 0.6
     serial = f"{rng.randrange(3):02x}"  # rotating certificates change label sets
     values = CheckValues(
@@ -270,7 +277,11 @@ def _random_result(rng: random.Random, target: str, check: str, now: float) -> P
         duration=rng.choice([0.01, 0.3, 7.0, float("inf")]),
         phases={p: rng.random() for p in rng.sample(["resolve", "connect", "tls", "read"], 2)},
         values=values,
-        certificates=[cert("client", serial, not_after=now + 1e6), cert("server_" + check, "aa")],
+        certificates=[
+            cert("client", serial, not_after=now + 1e6),
+            dataclasses.replace(cert("server_" + check, "aa"), node=node),
+        ],
+        node=node,
         credentials=[CredentialInfo("jwt", now + rng.randrange(100))] if rng.random() < 0.3 else [],
         hostname_match=rng.choice([None, True, False]),
     )
@@ -282,19 +293,26 @@ def test_cached_render_equals_a_fresh_render_after_every_change() -> None:
     rng = random.Random(7)
     store = ResultStore()
     cache = RenderCache()
-    keys = [(t, c) for t in ("a", "b", "c", 'q"uote') for c in ("repository", "engine", "proxy")]
+    keys = [
+        (t, n, c)
+        for t in ("a", "b", "c", 'q"uote')
+        for n in ("n1.example.com", "n2.example.com")
+        for c in ("repository", "engine", "proxy")
+    ]
     for step in range(400):
-        target, check = rng.choice(keys)
+        target, node, check = rng.choice(keys)
         action = rng.random()
-        if action < 0.2:
-            store.record_start(target, check)
+        if action < 0.1:
+            store.record_start(target, check, node)
+        elif action < 0.8:
+            store.record(_random_result(rng, target, node, check, 1000.0 + step))
         elif action < 0.9:
-            store.record(_random_result(rng, target, check, 1000.0 + step))
+            store.retain(k for k in keys if k[:2] != (target, node))  # the node leaves the site
         else:
             store.retain(k for k in keys if k[0] != target)  # the target leaves the config
         cached = QlikCollector(store, cache=cache).render_text()
         assert cached == render_text(build_families(store.snapshot())), step
-    assert set(cache.series) == {(s.target, s.check) for s in store.snapshot()}
+    assert set(cache.series) == {(s.target, s.node, s.check) for s in store.snapshot()}
 
 
 def test_one_cache_over_two_stores_never_shows_the_other_stores_values() -> None:
@@ -305,8 +323,9 @@ def test_one_cache_over_two_stores_never_shows_the_other_stores_values() -> None
     second.record(result(duration=2.0))
     assert b"qlik_probe_duration_seconds{" in QlikCollector(first, cache=cache).render_text()
     text = QlikCollector(second, cache=cache).render_text().decode()
-    assert 'qlik_probe_duration_seconds{target="central",check="repository"} 2.0' in text
-    assert 'qlik_probe_duration_seconds{target="central",check="repository"} 1.0' not in text
+    series = f'target="central",node="{NODE}",check="repository"'
+    assert f"qlik_probe_duration_seconds{{{series}}} 2.0" in text
+    assert f"qlik_probe_duration_seconds{{{series}}} 1.0" not in text
 
 
 def test_infinities_and_nan_are_written_as_prometheus_spells_them() -> None:
@@ -315,7 +334,7 @@ def test_infinities_and_nan_are_written_as_prometheus_spells_them() -> None:
     phases = {"tls": float("inf"), "read": float("-inf")}
     store.record(result(duration=float("nan"), phases=phases))
     text = QlikCollector(store).render_text().decode()
-    series = 'target="central",check="repository"'
+    series = f'target="central",node="{NODE}",check="repository"'
     assert f"qlik_probe_duration_seconds{{{series}}} NaN\n" in text
     assert f"qlik_probe_latency_seconds_sum{{{series}}} NaN\n" in text
     assert f'qlik_probe_phase_duration_seconds{{{series},phase="tls"}} +Inf\n' in text

@@ -51,6 +51,7 @@ class FakeState:
                 finished=2.0,
                 duration=1.0,
                 log=["GET https://tenant/api/v1/users/me", "answered 401"],
+                node="t.eu.qlikcloud.com",
             )
         ]
 
@@ -76,6 +77,7 @@ def record(state: FakeState, **kw: object) -> None:
     fields: dict[str, object] = {
         "target": "cloud",
         "check": "tenant",
+        "node": "t.eu.qlikcloud.com",
         "success": True,
         "reason": None,
         "error": "",
@@ -96,7 +98,7 @@ async def test_metrics_returns_store_series_in_the_text_format(
     body = await resp.text()
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    assert 'qlik_probe_success{target="cloud",check="tenant"} 1.0' in body
+    assert 'qlik_probe_success{target="cloud",node="t.eu.qlikcloud.com",check="tenant"} 1.0' in body
     assert "qlik_exporter_targets " in body
     assert "process_" in body or "python_info" in body
 
@@ -129,7 +131,7 @@ async def test_probe_returns_only_that_targets_metrics(
     resp = await client.get("/probe", params={"target": "cloud"})
     body = await resp.text()
     assert resp.status == 200
-    assert 'qlik_probe_success{check="tenant",target="cloud"} 0.0' in body
+    assert 'qlik_probe_success{check="tenant",node="t.eu.qlikcloud.com",target="cloud"} 0.0' in body
     assert "other" not in body
     assert "qlik_exporter_" not in body
 
