@@ -211,9 +211,11 @@ async def test_a_failed_probe_logs_one_warning_with_its_fields(
     assert len(records) == 3
     for record, result in zip(records, results, strict=True):
         assert (record.levelno, record.getMessage()) == (logging.WARNING, "probe failed")
-        fields = {k: getattr(record, k) for k in ("target", "check", "reason", "error", "duration")}
+        keys = ("target", "node", "check", "reason", "error", "duration")
+        fields = {k: getattr(record, k) for k in keys}
         assert fields == {
             "target": "site",
+            "node": HOST,
             "check": "repository",
             "reason": "server_error",
             "error": result.error,
@@ -239,9 +241,10 @@ async def test_a_successful_probe_logs_one_debug_line_with_its_fields(
     for record, result in zip(records, results, strict=True):
         assert result.success
         assert (record.levelno, record.getMessage()) == (logging.DEBUG, "probe succeeded")
-        fields = {k: getattr(record, k) for k in ("target", "check", "duration")}
+        fields = {k: getattr(record, k) for k in ("target", "node", "check", "duration")}
         assert fields == {
             "target": "cert",
+            "node": sim.host,
             "check": "repository",
             "duration": round(result.duration, 4),
         }
