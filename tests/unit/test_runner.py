@@ -336,3 +336,23 @@ async def test_a_failed_logout_leaves_the_probe_successful_with_a_note(
     assert result.reason is None
     assert "logout failed: ProbeFailure" in result.log
     assert len(server.requests) == 2
+
+
+async def test_the_auth_method_prepares_over_the_runs_own_session(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """An OAuth token is fetched on the probe's session: its request is a phase of the run."""
+    client_id, secret = sim.cloud.create_oauth_client()
+    target = {
+        "checks": ["tenant"],
+        "name": "cloud-oauth",
+        "type": "cloud",
+        "host": sim.host,
+        "port": sim.ports.cloud,
+        "ca_file": str(sim.certs_dir / "root.pem"),
+        "timeout": "5s",
+        "auth": {"method": "oauth", "client_id": client_id, "client_secret": secret},
+    }
+    result = await run_probe(Prober.build(build(target, tmp_path)), "tenant")
+    assert result.success, result.error
+    assert "token" in result.phases
