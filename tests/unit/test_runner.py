@@ -211,9 +211,11 @@ async def test_a_failed_probe_logs_one_warning_with_its_fields(
     assert len(records) == 3
     for record, result in zip(records, results, strict=True):
         assert (record.levelno, record.getMessage()) == (logging.WARNING, "probe failed")
-        fields = {k: getattr(record, k) for k in ("target", "check", "reason", "error", "duration")}
+        keys = ("target", "node", "check", "reason", "error", "duration")
+        fields = {k: getattr(record, k) for k in keys}
         assert fields == {
             "target": "site",
+            "node": HOST,
             "check": "repository",
             "reason": "server_error",
             "error": result.error,
@@ -239,9 +241,10 @@ async def test_a_successful_probe_logs_one_debug_line_with_its_fields(
     for record, result in zip(records, results, strict=True):
         assert result.success
         assert (record.levelno, record.getMessage()) == (logging.DEBUG, "probe succeeded")
-        fields = {k: getattr(record, k) for k in ("target", "check", "duration")}
+        fields = {k: getattr(record, k) for k in ("target", "node", "check", "duration")}
         assert fields == {
             "target": "cert",
+            "node": sim.host,
             "check": "repository",
             "duration": round(result.duration, 4),
         }
@@ -333,3 +336,23 @@ async def test_a_failed_logout_leaves_the_probe_successful_with_a_note(
     assert result.reason is None
     assert "logout failed: ProbeFailure" in result.log
     assert len(server.requests) == 2
+
+
+async def test_the_auth_method_prepares_over_the_runs_own_session(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """An OAuth token is fetched on the probe's session: its request is a phase of the run."""
+    client_id, secret = sim.cloud.create_oauth_client()
+    target = {
+        "checks": ["tenant"],
+        "name": "cloud-oauth",
+        "type": "cloud",
+        "host": sim.host,
+        "port": sim.ports.cloud,
+        "ca_file": str(sim.certs_dir / "root.pem"),
+        "timeout": "5s",
+        "auth": {"method": "oauth", "client_id": client_id, "client_secret": secret},
+    }
+    result = await run_probe(Prober.build(build(target, tmp_path)), "tenant")
+    assert result.success, result.error
+    assert "token" in result.phases

@@ -345,3 +345,216 @@ async def test_real_chunking_of_a_large_body_is_within_the_budget(
     server = await serve(lambda head: answer)
     resp = await get(session, pki, server)
     assert resp.body == body
+
+
+async def test_a_body_of_exactly_max_body_is_read(
+    pki: Pki, serve: Any, session: HttpSession
+) -> None:
+    """The limit is inclusive, for a Content-Length body and a chunked one alike."""
+    session.max_body = 1000
+    body = b"b" * 1000
+    plain = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + body
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" + body + b"\r\n0\r\n\r\n"
+    )
+    for answer in (plain, chunked):
+        server = await serve(lambda head, answer=answer: answer)
+        assert (await get(session, pki, server)).body == body
+
+
+@pytest.mark.parametrize(
+    ("answer", "method", "status"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n", "HEAD", 200),
+        (b"HTTP/1.1 204 No Content\r\nContent-Length: 99999999\r\n\r\n", "GET", 204),
+        (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 99999999\r\n\r\n", "GET", 304),
+    ],
+    ids=["head", "204", "304"],
+)
+async def test_a_large_content_length_without_a_body_is_no_failure(
+    pki: Pki, serve: Any, session: HttpSession, answer: bytes, method: str, status: int
+) -> None:
+    """HEAD, 204 and 304 announce a length but carry no body: nothing to refuse."""
+    session.max_body = 1000
+    server = await serve(lambda head: answer)
+    resp = await get(session, pki, server, method=method)
+    assert (resp.status, resp.body) == (status, b"")
+
+
+def chunks_of_one_byte(n: int) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return head + b"1\r\na\r\n" * n + b"0\r\n\r\n"
+
+
+async def test_many_chunks_within_the_framing_budget_are_read(
+    pki: Pki, serve: Any, session: HttpSession
+) -> None:
+    """2000 one-byte chunks frame 10 kB around 2 kB: within the 16 kB (+ body/8) budget."""
+    server = await serve(lambda head: chunks_of_one_byte(2000))
+    assert (await get(session, pki, server)).body == b"a" * 2000
+
+
+async def test_chunks_over_the_budget_fail_even_when_one_read_holds_them(
+    pki: Pki, serve: Any, session: HttpSession
+) -> None:
+    """3500 one-byte chunks (~21 kB, a read or two) are refused by counting the chunks."""
+    server = await serve(lambda head: chunks_of_one_byte(3500))
+    with pytest.raises(ProbeFailure) as info:
+        await get(session, pki, server)
+    assert info.value.message.startswith("response framing too large: ")
+
+
+async def test_framing_counts_the_bytes_read_with_the_head(
+    pki: Pki, serve: Any, session: HttpSession
+) -> None:
+    """Trailers of 20 kB are refused, also when the first 8 kB came with the head."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+    trailer = b"X-T: " + b"t" * 993 + b"\r\n"  # 1000 bytes each
+
+    async def write(writer: Writer) -> None:
+        writer.write(head + trailer * 8)
+        await writer.drain()
+        for _ in range(12):
+            await asyncio.sleep(0.02)
+            writer.write(trailer)
+            await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.write(b"\r\n")
+        await writer.drain()
+
+    server = await serve(lambda request: write)
+    with pytest.raises(ProbeFailure) as info:
+        await get(session, pki, server)
+    assert info.value.message.startswith("response framing too large: ")
+    assert info.value.message.endswith(" bytes around a body of 0 bytes")
+
+
+async def test_a_chunk_line_longer_than_the_head_limit_is_named(
+    pki: Pki, serve: Any, session: HttpSession
+) -> None:
+    """A chunk header that outgrows h11's buffer in one read is a too large chunk header."""
+
+    async def write(writer: Writer) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(b"e" * (MAX_HEADER_BYTES + 10000))
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    server = await serve(lambda request: write)
+    with pytest.raises(ProbeFailure) as info:
+        await get(session, pki, server)
+    assert info.value.message == "response chunk header too large"
+
+
+async def test_a_malformed_head_is_named_by_h11_without_the_bytes(
+    pki: Pki, serve: Any, session: HttpSession
+) -> None:
+    server = await serve(lambda head: b"HTTP/1.1 200 OK\r\nX-Token s3cret\r\n\r\n")
+    with pytest.raises(ProbeFailure) as info:
+        await get(session, pki, server)
+    assert info.value.message == "malformed response: illegal header line"
+
+
+def test_h11_errors_are_cut_before_any_quoted_bytes_and_at_80_characters() -> None:
+    import h11
+
+    from exporter.transport.http import _quoteless
+
+    assert _quoteless(h11.RemoteProtocolError("bad line: b'secret'")) == "bad line"
+    assert _quoteless(h11.RemoteProtocolError("x" * 100)) == "x" * 80
+
+
+async def test_a_clean_close_says_what_it_is(pki: Pki, serve: Any, session: HttpSession) -> None:
+    server = await serve(lambda head: b"")
+    with pytest.raises(ClosedBeforeResponse) as info:
+        await get(session, pki, server)
+    assert str(info.value) == "connection closed before the response"
+
+
+async def test_a_request_http_cannot_carry_names_the_part_without_its_value(
+    pki: Pki, serve: Any, session: HttpSession
+) -> None:
+    """A long header name is cut at 40 characters; a bad path is named as the path."""
+    server = await serve(lambda head: OK)
+    ctx = pki.client_context()
+    name = "X-" + "n" * 60
+    with pytest.raises(ProbeFailure) as info:
+        await session.request("GET", HOST, server.port, ctx, "/", {name: "a\nb"})
+    assert info.value.message == (
+        f"request header {name[:40]!r} holds characters HTTP does not allow"
+    )
+    with pytest.raises(ProbeFailure) as info:
+        await session.request("GET", HOST, server.port, ctx, "/a b", {})
+    assert (info.value.reason, info.value.message) == (
+        Reason.CREDENTIAL_INVALID,
+        "the request path holds characters HTTP does not allow",
+    )
+    assert server.requests == []
+
+
+def test_response_text_is_the_first_300_bytes_with_bad_utf8_replaced() -> None:
+    from multidict import CIMultiDict
+
+    resp = HttpResponse(200, "OK", CIMultiDict(), b"\xff" + b"a" * 400)
+    assert resp.text() == "\ufffd" + "a" * 299
+    assert resp.text(3) == "\ufffdaa"
+
+
+async def test_the_system_resolver_returns_the_addresses_of_the_name_given() -> None:
+    """A numeric host resolves to itself, without DNS."""
+    assert await SystemResolver().resolve("127.0.0.2", 443) == ["127.0.0.2"]
+
+
+def chunked_body(ones: int, twos: int) -> bytes:
+    """A chunked response of ``twos`` two-byte chunks, then ``ones`` one-byte chunks."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return head + b"2\r\nab\r\n" * twos + b"1\r\nc\r\n" * ones + b"0\r\n\r\n"
+
+
+@pytest.mark.parametrize(("twos", "allowed"), [(1535, True), (1527, False)])
+async def test_the_framing_budget_is_16_kib_plus_an_eighth_of_the_body_at_most(
+    pki: Pki, serve: Any, session: HttpSession, twos: int, allowed: bool
+) -> None:
+    """3400 chunks count 17000 bytes of framing: allowed around 4935 bytes of body
+    (16384 + 4935 // 8 = 17000), not around 4927 (16384 + 615)."""
+    answer = chunked_body(3400 - twos, twos)
+    server = await serve(lambda head: answer)
+    if allowed:
+        assert len((await get(session, pki, server)).body) == 3400 + twos
+        return
+    with pytest.raises(ProbeFailure) as info:
+        await get(session, pki, server)
+    assert info.value.message.startswith("response framing too large: ")
+
+
+async def test_a_request_body_goes_out_with_its_length(pki: Pki, session: HttpSession) -> None:
+    """A POST carries Content-Length and the body, and the phases are this request's times."""
+    received: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        received.append(head + await reader.readexactly(11))
+        writer.write(OK)
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(handle, HOST, 0, ssl=pki.server_context())
+    port = server.sockets[0].getsockname()[1]
+    try:
+        started = time.perf_counter()
+        resp = await session.request(
+            "POST", HOST, port, pki.client_context(), "/token", {}, b"grant=x&y=z"
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        await session.close()
+        server.close()
+        await server.wait_closed()
+    assert resp.body == b"ok"
+    assert received[0].startswith(b"POST /token HTTP/1.1\r\n")
+    assert b"\r\nContent-Length: 11\r\n" in received[0]
+    assert received[0].endswith(b"\r\n\r\ngrant=x&y=z")
+    assert 0 <= session.phases["request"] <= elapsed
+    assert 0 <= session.phases["read"] <= elapsed
