@@ -50,8 +50,10 @@ def status_failure(resp: HttpResponse, where: str, *, via_proxy: bool) -> ProbeF
 
 # What a server might echo back of a request's credentials: an Authorization header, a bearer
 # token, a JWT (API keys are JWTs too), a Qlik session cookie.
+# The name may be quoted (JSON, a quoted cookie value), the value too.
 _CREDENTIALS = re.compile(
-    r"(?i)(authorization\s*[:=]\s*(?:\w+\s+)?|bearer\s+|x-qlik-session[\w-]*\s*[:=]\s*)"
+    r"(?i)((?:authorization[\"']?\s*[:=]\s*[\"']?(?:\w+\s+)?"
+    r"|bearer\s+|x-qlik-session[\w-]*[\"']?\s*[:=]\s*)[\"']?)"
     r"[^\s,;\"'<>]*"
     r"|eyJ[\w-]{4,}(?:\.[\w-]*){0,2}"
 )

@@ -125,6 +125,10 @@ def test_the_error_line_is_the_reason_phrase_and_the_body_start_on_one_line() ->
         ("eyJab is too short", "eyJab is too short"),
         ("eyJabcd", "<redacted>"),
         ("nothing secret here", "nothing secret here"),
+        ('X-Qlik-Session-jwt="s1"; b=2', 'X-Qlik-Session-jwt="<redacted>"; b=2'),
+        ('{"X-Qlik-Session-hdr": "s2"}', '{"X-Qlik-Session-hdr": "<redacted>"}'),
+        ("{'authorization': 'Basic dXNl'}", "{'authorization': 'Basic <redacted>'}"),
+        ('"Authorization":"tok"', '"Authorization":"<redacted>"'),
     ],
 )
 def test_redact_replaces_credentials_and_keeps_the_rest(text: str, expected: str) -> None:
