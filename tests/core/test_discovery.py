@@ -472,3 +472,85 @@ async def test_a_run_of_a_node_removed_meanwhile_leaves_no_series(
     await run
     assert not [s for s in daemon.store.snapshot() if s.node == rim1]
     assert await daemon.run_job("prod", "repository", rim1) is None  # no longer planned
+
+
+def _entry(host: str, name: str, **over: Any) -> dict[str, Any]:
+    entry = {
+        "hostName": host,
+        "name": name,
+        "isCentral": False,
+        "nodePurpose": 1,
+        "proxyEnabled": True,
+        "engineEnabled": False,
+    }
+    return {**entry, **over}
+
+
+async def test_discovered_names_are_lowercased_once_each_and_described(
+    site: Simulator, tmp_path: Path
+) -> None:
+    """Host names as DNS compares them (case, a trailing dot), each node once, and the
+    report's lines per node."""
+    body = [
+        _entry(
+            "Central.Example.COM.", "central", isCentral=True, nodePurpose=2, engineEnabled=True
+        ),
+        _entry("rim.example.com", "rim"),
+        _entry("RIM.example.com", "rim again"),
+    ]
+    site.node("central").faults.set("repository", "wrong_shape", body=body, times=1)
+    daemon = _daemon(site, tmp_path)
+    found = await daemon.run_discovery("prod")
+    assert found is not None
+    assert found.success, found.error
+    assert found.values.nodes is not None
+    assert [n.host_name for n in found.values.nodes] == ["central.example.com", "rim.example.com"]
+    assert found.values.nodes[1].name == "rim"
+    assert found.values.details == {
+        "nodes": "2 (1 central)",
+        "node central.example.com": (
+            "central, central node, purpose both; runs repository, proxy, engine"
+        ),
+        "node rim.example.com": "rim, rim node, purpose development; runs repository, proxy",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ([42], "discovery: node [0] is not an object"),
+        (
+            [_entry("a.example.com", "a"), _entry("b.example.com", 7)],
+            "node [1] (b.example.com) has no name",
+        ),
+        (
+            [_entry("A.example.com", "a", nodePurpose=True)],
+            "node [0] (a.example.com) has an unknown nodePurpose",
+        ),
+        (
+            [_entry("a.example.com", "a", engineEnabled=1)],
+            "node [0] (a.example.com) has no boolean engineEnabled",
+        ),
+        (
+            [_entry(f"n{i}.example.com", f"n{i}") for i in range(1001)],
+            "returned 1001 nodes (at most 1000)",
+        ),
+    ],
+)
+async def test_each_bad_node_is_named_by_index_and_host(
+    site: Simulator, tmp_path: Path, body: Any, error: str
+) -> None:
+    site.node("central").faults.set("repository", "wrong_shape", body=body, times=1)
+    failed = await _daemon(site, tmp_path).run_discovery("prod")
+    assert failed is not None
+    assert failed.reason is Reason.INVALID_RESPONSE
+    assert error in failed.error
+
+
+async def test_a_thousand_nodes_are_accepted(site: Simulator, tmp_path: Path) -> None:
+    body = [_entry(f"n{i}.example.com", f"n{i}") for i in range(1000)]
+    site.node("central").faults.set("repository", "wrong_shape", body=body, times=1)
+    found = await _daemon(site, tmp_path).run_discovery("prod")
+    assert found is not None
+    assert found.success, found.error
+    assert len(found.values.nodes or ()) == 1000
