@@ -549,8 +549,11 @@ async def test_each_bad_node_is_named_by_index_and_host(
 
 async def test_a_thousand_nodes_are_accepted(site: Simulator, tmp_path: Path) -> None:
     body = [_entry(f"n{i}.example.com", f"n{i}") for i in range(1000)]
+    body[0]["name"] = "x" * 300  # a QMC name is kept to 200 characters
     site.node("central").faults.set("repository", "wrong_shape", body=body, times=1)
     found = await _daemon(site, tmp_path).run_discovery("prod")
     assert found is not None
     assert found.success, found.error
-    assert len(found.values.nodes or ()) == 1000
+    nodes = found.values.nodes or ()
+    assert len(nodes) == 1000
+    assert nodes[0].name == "x" * 200
