@@ -41,15 +41,15 @@ def describe(cert: x509.Certificate, source: str) -> CertificateInfo:
 def describe_server(
     der: bytes, source: str, host: str
 ) -> tuple[CertificateInfo, bool | None] | None:
-    """A server certificate (DER, as the handshake gave it) described, and whether it covers
-    ``host``; None if ``cryptography`` cannot parse what OpenSSL accepted (the probe goes on
-    without its certificate metrics). A site serves the same certificate for months, so the
-    parse is cached by DER."""
+    """A server certificate (DER, as the handshake gave it) described as ``host``'s (its
+    ``node``), and whether it covers ``host``; None if ``cryptography`` cannot parse what
+    OpenSSL accepted (the probe goes on without its certificate metrics). A site serves the
+    same certificate for months, so the parse is cached by DER."""
     described = _describe_der(der, host)
     if described is None:
         return None
     info, match = described
-    return dataclasses.replace(info, source=source), match
+    return dataclasses.replace(info, source=source, node=host), match
 
 
 @functools.lru_cache(maxsize=1024)

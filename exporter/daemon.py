@@ -173,11 +173,7 @@ class Daemon:
     def jobs(self) -> list[Job]:
         """The (target, node, check) runs this daemon schedules, in config order (discovery
         jobs not included)."""
-        return [
-            (name, node, check)
-            for name, p in self._probers.items()
-            for node, check in site.plan(p.target, self._nodes.get(name))
-        ]
+        return [job for job in _every_job(self._probers, self._nodes) if job[2] != DISCOVERY]
 
     def nodes(self, target: str) -> tuple[NodeInfo, ...] | None:
         """The node list ``target``'s checks run on (None: not discovered)."""
@@ -263,8 +259,8 @@ class Daemon:
             return
         self._nodes[target] = nodes
         if self._scheduler is not None:
-            self._swap_jobs(self._scheduler, self._probers)
-        self._keys = set(self._series_keys(self._probers))
+            self._swap_jobs(self._scheduler, self._probers, self._nodes)
+        self._keys = set(_every_job(self._probers, self._nodes))
         self.store.retain(self._keys)
 
     def _limit(self, target: str) -> asyncio.Semaphore:
@@ -322,7 +318,7 @@ class Daemon:
         self._backoff = {k: v for k, v in self._backoff.items() if k in new}
         self._limits = {k: v for k, v in self._limits.items() if k in new}
         self._config = config
-        self._keys = set(self._series_keys(new))
+        self._keys = set(_every_job(new, nodes))
         self.store.retain(self._keys)
         self._reload_ok = True
         self._last_reload_success = time.time()
@@ -335,31 +331,16 @@ class Daemon:
             },
         )
 
-    def _series_keys(self, probers: dict[str, Prober]) -> list[Job]:
-        """The (target, node, check) series that stay in the store."""
-        keys = self._planned(probers, self._nodes)
-        return keys + [(name, "", DISCOVERY) for name, p in probers.items() if p.target.discover]
-
-    @staticmethod
-    def _planned(probers: dict[str, Prober], nodes: dict[str, tuple[NodeInfo, ...]]) -> list[Job]:
-        return [
-            (name, node, check)
-            for name, p in probers.items()
-            for node, check in site.plan(p.target, nodes.get(name))
-        ]
-
     def _swap_jobs(
         self,
         scheduler: AsyncIOScheduler,
         probers: dict[str, Prober],
-        nodes: dict[str, tuple[NodeInfo, ...]] | None = None,
+        nodes: dict[str, tuple[NodeInfo, ...]],
     ) -> None:
         # A job runs (prober, node, check); an unchanged target keeps its prober object, so a
         # job whose prober is no longer the target's current one belongs to a changed or
         # removed target, and a job no longer planned to a node that left the site.
-        planned = self._planned(probers, self._nodes if nodes is None else nodes)
-        planned += [(name, "", DISCOVERY) for name, p in probers.items() if p.target.discover]
-        wanted = {_job_id(*job): job for job in planned}
+        wanted = {_job_id(*job): job for job in _every_job(probers, nodes)}
         current = {job.id: job for job in scheduler.get_jobs()}
         stale = [
             job
@@ -382,6 +363,17 @@ class Daemon:
     async def _scheduled(self, prober: Prober, node: str, check: str) -> None:
         if self._probers.get(prober.target.name) is prober:  # else replaced while queued
             await self.run_job(prober.target.name, check, node or None)
+
+
+def _every_job(probers: dict[str, Prober], nodes: dict[str, tuple[NodeInfo, ...]]) -> list[Job]:
+    """Every (target, node, check) run, in config order: a discovering target's discovery
+    (node "") first, then its plan (:func:`exporter.site.plan`); also the store's series."""
+    jobs: list[Job] = []
+    for name, p in probers.items():
+        if p.target.discover:
+            jobs.append((name, "", DISCOVERY))
+        jobs += [(name, node, check) for node, check in site.plan(p.target, nodes.get(name))]
+    return jobs
 
 
 def _job_spec(

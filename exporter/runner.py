@@ -7,7 +7,6 @@ and a secret-free error line in the log, with target and check — never an exce
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import logging
 import ssl
@@ -75,8 +74,7 @@ class _ServerCertificate:
 
     def __call__(self, host: str, port: int, der: bytes) -> None:
         if self.info is None and (described := describe_server(der, self.source, self.host)):
-            info, self.hostname_match = described
-            self.info = dataclasses.replace(info, node=self.host)
+            self.info, self.hostname_match = described
 
 
 async def run_probe(

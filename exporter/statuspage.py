@@ -44,12 +44,12 @@ def render_status_page(
     config: Config, snapshots: Sequence[SeriesSnapshot], status: DaemonStatus, now: float
 ) -> str:
     """The HTML status page."""
-    checks = _checks(config, snapshots)
-    order = {(c.target, c.node, c.check): i for i, c in enumerate(checks)}
-    checks.sort(key=lambda c: (not c.failing, c.target, order[(c.target, c.node, c.check)]))
     by_target: dict[str, list[SeriesSnapshot]] = {}
     for snap in snapshots:
         by_target.setdefault(snap.target, []).append(snap)
+    checks = _checks(config, by_target)
+    order = {(c.target, c.node, c.check): i for i, c in enumerate(checks)}
+    checks.sort(key=lambda c: (not c.failing, c.target, order[(c.target, c.node, c.check)]))
     views = [
         target_view(t.name, by_target.get(t.name, []))
         for t in sorted(config.targets, key=lambda t: t.name)
@@ -75,17 +75,12 @@ def render_status_page(
     )
 
 
-def _checks(config: Config, snapshots: Sequence[SeriesSnapshot]) -> list[_Check]:
+def _checks(config: Config, by_target: dict[str, list[SeriesSnapshot]]) -> list[_Check]:
     """Every configured target's runs: discovery first, then each check on each node it ran
     on, in config order; a check that has not run on any node yet shows as pending."""
-    configured = {t.name: t for t in config.targets}
-    snaps: dict[str, list[SeriesSnapshot]] = {}
-    for snap in snapshots:
-        if snap.target in configured:
-            snaps.setdefault(snap.target, []).append(snap)
     out: list[_Check] = []
     for t in config.targets:
-        mine = snaps.get(t.name, [])
+        mine = by_target.get(t.name, [])
         out += [_Check(t.name, "", s.check, s) for s in mine if s.check == DISCOVERY]
         for check in t.enabled_checks:
             ran = [s for s in mine if s.check == check]
