@@ -25,6 +25,7 @@ from exporter.results import ProbeResult
 from exporter.runner import INSPECT_TIMEOUT, Prober, _cancelled_from_outside, run_probe
 from exporter.sim import Simulator
 from tests.core.conftest import FixedResolver, build, cert_target, closed_port
+from tests.core.test_oauth import oauth_target
 from tests.unit.tls_helpers import CountingServer, http_response
 
 HOST = "sense.example.test"
@@ -343,16 +344,7 @@ async def test_the_auth_method_prepares_over_the_runs_own_session(
 ) -> None:
     """An OAuth token is fetched on the probe's session: its request is a phase of the run."""
     client_id, secret = sim.cloud.create_oauth_client()
-    target = {
-        "checks": ["tenant"],
-        "name": "cloud-oauth",
-        "type": "cloud",
-        "host": sim.host,
-        "port": sim.ports.cloud,
-        "ca_file": str(sim.certs_dir / "root.pem"),
-        "timeout": "5s",
-        "auth": {"method": "oauth", "client_id": client_id, "client_secret": secret},
-    }
+    target = oauth_target(sim, client_id, secret)
     result = await run_probe(Prober.build(build(target, tmp_path)), "tenant")
     assert result.success, result.error
     assert "token" in result.phases

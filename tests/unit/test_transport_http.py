@@ -44,14 +44,6 @@ async def serve(pki: Pki) -> AsyncIterator[Callable[..., Any]]:
         await server.stop()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[HttpSession]:
-    """The probe's session; closed at the end of the test, whatever happened."""
-    session = HttpSession(resolver=SystemResolver())
-    yield session
-    await session.close()
-
-
 async def get(
     session: HttpSession, pki: Pki, server: CraftedServer, method: str = "GET"
 ) -> HttpResponse:

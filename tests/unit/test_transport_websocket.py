@@ -10,7 +10,7 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from exporter.reasons import Reason
-from exporter.transport import HttpResponse, HttpSession, ProbeFailure, SystemResolver, WebSocket
+from exporter.transport import HttpResponse, HttpSession, ProbeFailure, WebSocket
 from tests.unit.transport_peers import (
     HOST,
     CraftedServer,
@@ -78,14 +78,6 @@ async def send_then_wait(request: web.Request) -> web.WebSocketResponse:
     async for _ in ws:
         pass
     return ws
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[HttpSession]:
-    """The probe's session; closed at the end of the test, whatever happened."""
-    session = HttpSession(resolver=SystemResolver())
-    yield session
-    await session.close()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 
 import exporter
 from exporter.reasons import Reason
-from exporter.transport import HttpSession, ProbeFailure, SystemResolver, WebSocket
+from exporter.transport import HttpSession, ProbeFailure, WebSocket
 from exporter.transport.websocket import verify_upgrade
 from tests.unit.transport_peers import HOST, Pki, frame, make_pki, switching, ws_accept
 
@@ -26,13 +26,6 @@ Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable
 @pytest.fixture(scope="module")
 def pki() -> Pki:
     return make_pki()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[HttpSession]:
-    session = HttpSession(resolver=SystemResolver())
-    yield session
-    await session.close()
 
 
 @pytest.fixture
